@@ -1,0 +1,30 @@
+"""The `scrimp` command. Each sub-command group lives in its own module and registers here."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+@click.version_option(package_name="scrimp")
+def main() -> None:
+    """scrimp: cut LLM inference cost without cutting quality."""
+
+
+def _register() -> None:
+    # Imported lazily-by-name so one broken optional part does not take the whole CLI down.
+    import importlib
+
+    for module, attr in [
+        ("scrimp.sim.cli", "sim"),
+    ]:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("scrimp"):
+                continue
+            raise
+        main.add_command(getattr(mod, attr))
+
+
+_register()

@@ -1,0 +1,125 @@
+"""The gateway pipeline: an ordered chain of stages, each one cost lever.
+
+A stage is an object with a `name` and `async handle(call, next) -> Reply`. It may
+- short-circuit: return a Reply without awaiting `next` (a cache hit),
+- rewrite: change `call.request` / `call.target_model` before awaiting `next` (route, trim, cap, plan),
+- observe: await `next(call)` and look at the Reply (ledger, cache write, shadow evaluation).
+The last link is the upstream call. The HTTP server, the in-process client and `simulate` all run this
+same chain, so a saving measured anywhere is the saving the gateway makes.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from scrimp.canonical import ChatRequest, ChatResponse
+
+
+@dataclass
+class StreamEvent:
+    """A canonical streaming event (Anthropic's event model, flattened).
+
+    kind: "text" (index, text) | "tool_start" (index, id, name) | "tool_delta" (index, partial_json)
+          | "block_stop" (index) | "done" (response: the complete ChatResponse with real usage).
+    """
+
+    kind: str
+    index: int = 0
+    text: str = ""
+    id: str = ""
+    name: str = ""
+    response: ChatResponse | None = None
+
+
+@dataclass
+class Reply:
+    """What a stage returns. Either a complete `response`, or a `stream` of events whose last one is
+    "done" and carries the complete response. A stage that wraps a stream must pass every event on."""
+
+    response: ChatResponse | None = None
+    stream: AsyncIterator[StreamEvent] | None = None
+    served_model: str = ""
+    served_provider: str = ""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)  # extra x-scrimp-* response headers
+
+
+@dataclass
+class Attribution:
+    tenant: str = "default"
+    user: str | None = None
+    feature: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Call:
+    """One client request on its way through the pipeline, with what the stages decided about it."""
+
+    request: ChatRequest
+    attribution: Attribution = field(default_factory=Attribution)
+    requested_model: str = ""
+    target_model: str = ""  # the model to call upstream; routing stages change it
+    request_id: str = field(default_factory=lambda: "req_" + uuid.uuid4().hex[:24])
+    started: float = field(default_factory=time.perf_counter)
+    cache_control: set[str] = field(default_factory=set)  # from x-scrimp-cache-control: no-cache/no-store
+    decisions: dict[str, Any] = field(default_factory=dict)  # e.g. {"cache": "exact", "route": "cheap"}
+    saving_stage: str | None = None  # the stage that made this call cheaper, for the ledger
+    extra_costs: list[dict[str, Any]] = field(default_factory=list)  # e.g. a cascade's first attempt
+
+    def __post_init__(self) -> None:
+        self.requested_model = self.requested_model or self.request.model
+        self.target_model = self.target_model or self.request.model
+
+
+Next = Callable[[Call], Awaitable[Reply]]
+
+
+class Stage(Protocol):
+    name: str
+
+    async def handle(self, call: Call, next: Next) -> Reply: ...
+
+
+class Pipeline:
+    """Runs `stages` in order, ending in `terminal` (the upstream call)."""
+
+    def __init__(self, stages: list[Stage], terminal: Next) -> None:
+        self.stages = list(stages)
+        self.terminal = terminal
+        self._chain = self._build()
+
+    def _build(self) -> Next:
+        chain: Next = self.terminal
+        for stage in reversed(self.stages):
+            chain = _link(stage, chain)
+        return chain
+
+    async def __call__(self, call: Call) -> Reply:
+        return await self._chain(call)
+
+
+def _link(stage: Stage, nxt: Next) -> Next:
+    async def run(call: Call) -> Reply:
+        return await stage.handle(call, nxt)
+
+    return run
+
+
+async def collect(reply: Reply) -> ChatResponse:
+    """Drain a streamed reply (passing nothing on) and return the complete response."""
+    if reply.response is not None and reply.stream is None:
+        return reply.response
+    assert reply.stream is not None
+    final: ChatResponse | None = None
+    async for event in reply.stream:
+        if event.kind == "done":
+            final = event.response
+    if final is None:
+        raise RuntimeError("stream ended without a final response")
+    reply.response = final
+    return final
