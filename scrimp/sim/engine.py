@@ -1,0 +1,179 @@
+"""Deterministic reply generation and the quality model, shared by both wire APIs and the batch lane.
+
+The same request always gets the same reply (the seed is a hash of the request), so cache and routing
+experiments are reproducible. Prompts listed in the workload have a reference answer and a difficulty:
+a model answers correctly when its capability reaches the difficulty, and gives a plausible wrong
+answer otherwise, so cost *and* quality can be measured end to end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from scrimp.sim.config import ModelConfig, SimConfig, normalise_prompt
+from scrimp.tokens import count_tokens
+
+_WORDS = ["the", "a", "model", "request", "answer", "cost", "cache", "token", "prompt", "user", "system", "value", "result", "team", "feature", "data", "service", "policy", "refund", "order", "account", "support", "price", "plan", "update", "report", "time", "quality", "call", "network", "we", "you", "it", "can", "will", "should", "may", "often", "usually", "first", "then", "also", "because", "which", "when", "while", "after", "check", "review", "send", "keep", "reduce", "improve", "measure", "compare", "return", "explain", "summarise", "handle"]
+
+
+@dataclass
+class Generation:
+    text: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {"id", "name", "arguments": dict}
+    finish: str = "stop"  # "stop" | "length" | "stop_sequence" | "tool_calls"
+    stop_sequence: str | None = None
+    output_tokens: int = 0
+    correct: bool | None = None  # for workload prompts: did the model give the reference answer
+
+
+def seed_of(*parts: Any) -> int:
+    digest = hashlib.blake2b(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _truncate(text: str, max_tokens: int) -> tuple[str, bool]:
+    """Cut text to at most max_tokens tokens (whole words); True if it was cut."""
+    if count_tokens(text) <= max_tokens:
+        return text, False
+    out: list[str] = []
+    used = 0
+    for word in text.split(" "):
+        cost = count_tokens(word)
+        if used + cost > max_tokens:
+            break
+        out.append(word)
+        used += cost
+    return " ".join(out), True
+
+
+def _sentences(rng: random.Random, n_tokens: int) -> str:
+    parts: list[str] = []
+    used = 0
+    while used < n_tokens:
+        words = [rng.choice(_WORDS) for _ in range(rng.randint(6, 14))]
+        sentence = " ".join(words).capitalize() + "."
+        parts.append(sentence)
+        used += count_tokens(sentence)
+    return " ".join(parts)
+
+
+def wrong_answer(reference: str, rng: random.Random) -> str:
+    """A plausible wrong answer: another option letter, a nearby number, or an altered statement."""
+    ref = reference.strip()
+    if re.fullmatch(r"[A-Ja-j]", ref):
+        options = [c for c in "ABCD" if c != ref.upper()]
+        return rng.choice(options)
+    if re.fullmatch(r"-?\d+(\.\d+)?", ref):
+        delta = rng.choice([1, 2, 3, 5, 10])
+        value = float(ref) + delta * rng.choice([-1, 1])
+        return str(int(value)) if "." not in ref else f"{value:.2f}"
+    words = ref.split()
+    if len(words) > 3:
+        rng.shuffle(words)
+        return "I think " + " ".join(words[: max(3, len(words) // 2)]) + "."
+    return f"Not {ref}."
+
+
+def json_from_schema(schema: dict[str, Any], rng: random.Random, depth: int = 0) -> Any:
+    """A value that fits a JSON schema (the subset structured outputs use)."""
+    if "enum" in schema:
+        return rng.choice(schema["enum"])
+    if "const" in schema:
+        return schema["const"]
+    for combo in ("anyOf", "oneOf"):
+        if combo in schema:
+            return json_from_schema(schema[combo][0], rng, depth)
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {k: json_from_schema(v, rng, depth + 1) for k, v in props.items()}
+    if kind == "array":
+        items = schema.get("items", {"type": "string"})
+        n = max(schema.get("minItems", 1), 1) if depth < 4 else 0
+        return [json_from_schema(items, rng, depth + 1) for _ in range(min(n + rng.randint(0, 2), 3))]
+    if kind == "string":
+        return " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 4)))
+    if kind == "integer":
+        return rng.randint(int(schema.get("minimum", 0)), int(schema.get("maximum", 100)))
+    if kind == "number":
+        return round(rng.uniform(float(schema.get("minimum", 0)), float(schema.get("maximum", 100))), 2)
+    if kind == "boolean":
+        return rng.random() < 0.5
+    return None
+
+
+def generate(
+    config: SimConfig,
+    model: ModelConfig,
+    *,
+    prompt: str,
+    seed: int,
+    max_tokens: int | None,
+    stop: list[str] | None = None,
+    json_schema: dict[str, Any] | None = None,
+    json_mode: bool = False,
+    forced_tool: dict[str, Any] | None = None,
+) -> Generation:
+    """One reply. `prompt` is the final user turn (what the workload is keyed by); `seed` identifies the
+    whole request; `forced_tool` is {"name", "parameters"} when the client forced a tool call."""
+    rng = random.Random(seed)
+    limit = max_tokens if max_tokens is not None else model.max_output_tokens
+    if forced_tool is not None:
+        args = json_from_schema(forced_tool.get("parameters") or {"type": "object"}, rng)
+        call_id = f"call_{seed % 10**12:012d}"
+        tokens = count_tokens(forced_tool["name"]) + count_tokens(orjson.dumps(args).decode())
+        return Generation(tool_calls=[{"id": call_id, "name": forced_tool["name"], "arguments": args}],
+                          finish="tool_calls", output_tokens=min(tokens, limit))
+
+    correct: bool | None = None
+    entry = config.workload.get(normalise_prompt(prompt))
+    if entry is not None:
+        correct = model.capability >= entry["difficulty"]
+        text = entry["answer"] if correct else wrong_answer(entry["answer"], rng)
+    elif json_schema is not None:
+        text = orjson.dumps(json_from_schema(json_schema, rng)).decode()
+    elif json_mode:
+        text = orjson.dumps({"answer": _sentences(rng, rng.randint(10, 40))}).decode()
+    else:
+        # Replies of realistic length: most short-to-medium, a long tail.
+        target = int(min(rng.lognormvariate(4.6, 0.6), 1200))
+        text = _sentences(rng, max(target, 5))
+
+    if (json_schema is not None or json_mode) and count_tokens(text) > limit:
+        # Structured output must stay valid JSON: a reply that does not fit is cut off (finish "length").
+        text, _ = _truncate(text, limit)
+        return Generation(text=text, finish="length", output_tokens=count_tokens(text), correct=correct)
+
+    finish, stop_seq = "stop", None
+    for seq in stop or []:
+        at = text.find(seq)
+        if seq and at >= 0:
+            text, finish, stop_seq = text[:at], "stop_sequence", seq
+    text, cut = _truncate(text, limit)
+    if cut:
+        finish, stop_seq = "length", None
+    return Generation(text=text, finish=finish, stop_sequence=stop_seq,
+                      output_tokens=count_tokens(text), correct=correct)
+
+
+def embed(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit vector from the text's tokens: identical text gives identical vectors and texts
+    sharing words are closer than unrelated ones."""
+    import numpy as np
+
+    vec = np.zeros(dimensions, dtype=np.float64)
+    for word in re.findall(r"\w+", text.lower()) or [text]:
+        h = seed_of(word)
+        idx = np.random.default_rng(h).integers(0, dimensions, size=8)
+        vec[idx] += 1.0
+    vec += np.random.default_rng(seed_of(text)).normal(0, 0.05, dimensions)
+    vec /= np.linalg.norm(vec) or 1.0
+    return vec.tolist()
