@@ -33,7 +33,7 @@ def test_reply_is_deterministic_and_bounded_by_max_tokens(sim_url):
 
 def test_long_prefix_is_cached_on_the_second_call_in_128_token_steps(sim_url):
     c = client(sim_url)
-    msgs = lambda q: [{"role": "system", "content": LONG}, {"role": "user", "content": q}]  # noqa: E731
+    msgs = lambda q: [{"role": "system", "content": LONG}, {"role": "user", "content": q}]
     first = c.chat.completions.create(model="gpt-4o-mini", messages=msgs("first"), max_tokens=5)
     second = c.chat.completions.create(model="gpt-4o-mini", messages=msgs("second"), max_tokens=5)
     assert first.usage.prompt_tokens_details.cached_tokens == 0
