@@ -49,10 +49,13 @@ def default_models() -> list[ModelConfig]:
         ModelConfig("gpt-4o", "openai", "premium", capability=0.9),
         ModelConfig("gpt-4.1-mini", "openai", "mid", capability=0.7, context_window=1_000_000),
         ModelConfig("gpt-4o-mini", "openai", "cheap", capability=0.5),
-        ModelConfig("claude-opus-4-1", "anthropic", "premium", capability=0.95, context_window=200_000),
-        ModelConfig("claude-sonnet-4-5", "anthropic", "mid", capability=0.85, context_window=200_000),
+        # Minimum cacheable prompt lengths as Anthropic documents them per model (configurable).
+        ModelConfig("claude-opus-4-7", "anthropic", "premium", capability=0.95, context_window=200_000,
+                    min_cache_tokens=4096),
+        ModelConfig("claude-sonnet-4-6", "anthropic", "mid", capability=0.85, context_window=200_000,
+                    min_cache_tokens=1024),
         ModelConfig("claude-haiku-4-5", "anthropic", "cheap", capability=0.6, context_window=200_000,
-                    min_cache_tokens=2048),
+                    min_cache_tokens=4096),
         ModelConfig("text-embedding-3-small", "openai", "cheap", kind="embedding", context_window=8191),
     ]
 

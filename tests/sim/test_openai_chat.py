@@ -157,7 +157,7 @@ def test_embeddings_are_deterministic(sim_url):
 def test_models_list_and_counters(sim_url):
     c = client(sim_url)
     names = {m.id for m in c.models.list()}
-    assert {"gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5", "claude-haiku-4-5"} <= names
+    assert {"gpt-4o", "gpt-4o-mini", "claude-sonnet-4-6", "claude-haiku-4-5"} <= names
     ask(c, "count me", max_tokens=5)
     counters = httpx.get(sim_url + "/sim/counters").json()
     assert counters["models"]["gpt-4o-mini"]["requests"] == 1
