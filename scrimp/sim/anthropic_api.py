@@ -152,8 +152,7 @@ def run_message(state: SimState, body: dict[str, Any]) -> tuple[dict[str, Any], 
     cache = prompt_cache(state).account(model.name, blocks, model.min_cache_tokens)
     uncached = total - cache.read - cache.write_5m - cache.write_1h
     seed = engine.seed_of(model.name, body.get("system"), body["messages"], body.get("tools"),
-                          body.get("tool_choice"), body.get("stop_sequences"), body["max_tokens"],
-                          body.get("temperature"))
+                          body.get("tool_choice"), body.get("temperature"))
     gen = engine.generate(state.config, model, prompt=final_user_text(body), seed=seed,
                           max_tokens=body["max_tokens"], stop=body.get("stop_sequences"),
                           forced_tool=forced_tool(body))

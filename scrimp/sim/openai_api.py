@@ -173,7 +173,8 @@ def run_completion(state: SimState, body: dict[str, Any]) -> tuple[dict[str, Any
     fmt = body.get("response_format") or {}
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else list(stop or [])
-    seed = engine.seed_of(model.name, body["messages"], body.get("tools"), fmt, stops, max_tokens,
+    # Stop sequences and max_tokens cut a reply; they do not change it, so they are not part of the seed.
+    seed = engine.seed_of(model.name, body["messages"], body.get("tools"), fmt,
                           body.get("temperature"), body.get("seed"))
     tool = forced_tool(body)
     gens = [

@@ -119,6 +119,7 @@ def test_n_choices_and_stop(sim_url):
     word = full.split()[3]
     cut = ask(c, "stop test", max_tokens=200, stop=[word])
     assert word not in cut.choices[0].message.content and cut.choices[0].finish_reason == "stop"
+    assert full.startswith(cut.choices[0].message.content)
 
 
 @pytest.mark.parametrize(
