@@ -16,7 +16,7 @@ from scrimp.sim.testing import run_simulator
 
 @pytest.fixture
 def batch_sim():
-    with run_simulator(SimConfig(batch_delay_s=0.3)) as (url, app):
+    with run_simulator(SimConfig(batch_delay_s=0.3)) as (url, _app):
         yield url
 
 
