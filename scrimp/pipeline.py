@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from scrimp.canonical import ChatRequest, ChatResponse
 
 
@@ -46,6 +48,9 @@ class Reply:
     served_provider: str = ""
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)  # extra x-scrimp-* response headers
+    # For a stream: returns what was received so far (usage estimated where the provider sent none), so a
+    # stream the client abandoned can still be recorded.
+    partial: Callable[[], ChatResponse] | None = None
 
 
 @dataclass
@@ -70,6 +75,11 @@ class Call:
     decisions: dict[str, Any] = field(default_factory=dict)  # e.g. {"cache": "exact", "route": "cheap"}
     saving_stage: str | None = None  # the stage that made this call cheaper, for the ledger
     extra_costs: list[dict[str, Any]] = field(default_factory=list)  # e.g. a cascade's first attempt
+    cost_usd: float | None = None  # set by the ledger stage once the usage is known
+    baseline_usd: float | None = None  # what the call would have cost without scrimp
+    status: str = "ok"  # "ok" | "error" | "client_cancelled"
+    error: str | None = None
+    first_token_at: float | None = None  # perf_counter time of the first streamed event
 
     def __post_init__(self) -> None:
         self.requested_model = self.requested_model or self.request.model
@@ -108,6 +118,20 @@ def _link(stage: Stage, nxt: Next) -> Next:
         return await stage.handle(call, nxt)
 
     return run
+
+
+async def events_from_response(resp: ChatResponse) -> AsyncIterator[StreamEvent]:
+    """Replay a complete response as canonical stream events (a cache hit asked for as a stream)."""
+    for index, block in enumerate(resp.content):
+        if block.get("type") == "text":
+            words = block.get("text", "").split(" ")
+            for n, word in enumerate(words):
+                yield StreamEvent("text", index=index, text=word if n == 0 else " " + word)
+        elif block.get("type") == "tool_use":
+            yield StreamEvent("tool_start", index=index, id=block.get("id", ""), name=block.get("name", ""))
+            yield StreamEvent("tool_delta", index=index, text=orjson.dumps(block.get("input", {})).decode())
+        yield StreamEvent("block_stop", index=index)
+    yield StreamEvent("done", response=resp)
 
 
 async def collect(reply: Reply) -> ChatResponse:

@@ -1,0 +1,1 @@
+"""Response caches: exact (hash of the normalised request) and semantic."""

@@ -1,0 +1,121 @@
+"""Key-value stores for the exact cache: SQLite (embedded default) and Redis (shared by replicas).
+
+Both keep a TTL per entry and a maximum number of entries, evicting the least recently used."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class CacheBackend(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
+    async def delete_prefix(self, prefix: str) -> int: ...
+    async def close(self) -> None: ...
+
+
+class SQLiteBackend:
+    """One table; calls are sub-millisecond point queries, so they run inline on the event loop."""
+
+    def __init__(self, path: str | Path, max_entries: int = 100_000) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.max_entries = max_entries
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS exact_cache (key TEXT PRIMARY KEY, value BLOB NOT NULL, "
+                         "expires REAL NOT NULL, used REAL NOT NULL)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS exact_cache_used ON exact_cache (used)")
+        self._lock = threading.Lock()
+        self._writes = 0
+
+    async def get(self, key: str) -> bytes | None:
+        now = time.time()
+        with self._lock:
+            row = self._db.execute("SELECT value, expires FROM exact_cache WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            if row[1] <= now:
+                self._db.execute("DELETE FROM exact_cache WHERE key = ?", (key,))
+                return None
+            self._db.execute("UPDATE exact_cache SET used = ? WHERE key = ?", (now, key))
+        return bytes(row[0])
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO exact_cache (key, value, expires, used) VALUES (?, ?, ?, ?)",
+                             (key, value, now + ttl_s, now))
+            self._writes += 1
+            if self._writes % 64 == 0 or self.max_entries < 1000:
+                self._evict(now)
+
+    def _evict(self, now: float) -> None:
+        self._db.execute("DELETE FROM exact_cache WHERE expires <= ?", (now,))
+        (count,) = self._db.execute("SELECT COUNT(*) FROM exact_cache").fetchone()
+        if count > self.max_entries:
+            self._db.execute("DELETE FROM exact_cache WHERE key IN (SELECT key FROM exact_cache ORDER BY used "
+                             "LIMIT ?)", (count - self.max_entries,))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        with self._lock:
+            cur = self._db.execute("DELETE FROM exact_cache WHERE key LIKE ? ESCAPE '\\'",
+                                   (prefix.replace("%", "\\%").replace("_", "\\_") + "%",))
+            return cur.rowcount
+
+    async def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM exact_cache").fetchone()[0]
+
+    async def close(self) -> None:
+        self._db.close()
+
+
+class RedisBackend:
+    """Entries as keys with an expiry; a sorted set of last-use times gives LRU eviction past max_entries."""
+
+    def __init__(self, url: str, prefix: str = "scrimp:exact:", max_entries: int = 100_000) -> None:
+        import redis.asyncio as redis
+
+        self._redis: Any = redis.from_url(url)
+        self.prefix = prefix
+        self.max_entries = max_entries
+        self._lru = prefix + "__lru__"
+
+    async def get(self, key: str) -> bytes | None:
+        full = self.prefix + key
+        pipe = self._redis.pipeline()
+        pipe.get(full)
+        pipe.zadd(self._lru, {full: time.time()}, xx=True)
+        value, _ = await pipe.execute()
+        return value
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        full = self.prefix + key
+        pipe = self._redis.pipeline()
+        pipe.set(full, value, px=max(1, int(ttl_s * 1000)))
+        pipe.zadd(self._lru, {full: time.time()})
+        pipe.zcard(self._lru)
+        *_, size = await pipe.execute()
+        if size > self.max_entries:
+            evicted = await self._redis.zpopmin(self._lru, size - self.max_entries)
+            if evicted:
+                await self._redis.delete(*[k for k, _ in evicted])
+
+    async def delete_prefix(self, prefix: str) -> int:
+        n = 0
+        async for key in self._redis.scan_iter(match=self.prefix + prefix + "*", count=500):
+            n += await self._redis.delete(key)
+            await self._redis.zrem(self._lru, key)
+        return n
+
+    async def count(self) -> int:
+        return int(await self._redis.zcard(self._lru))
+
+    async def close(self) -> None:
+        await self._redis.aclose()

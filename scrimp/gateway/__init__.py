@@ -1,0 +1,1 @@
+"""The gateway: OpenAI- and Anthropic-compatible HTTP server running the cost pipeline."""

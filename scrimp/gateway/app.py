@@ -1,0 +1,232 @@
+"""The gateway's HTTP surface: parse at the edge, run the pipeline, render in the client's format."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from scrimp.formats import anthropic as anthropic_fmt
+from scrimp.formats import openai as openai_fmt
+from scrimp.formats.errors import APIError
+from scrimp.gateway.attribution import attribute, client_key
+from scrimp.gateway.config import GatewayConfig
+from scrimp.gateway.stages import GatewayContext, build_stages
+from scrimp.gateway.upstream import Upstream
+from scrimp.pipeline import Call, Pipeline, Reply, events_from_response
+from scrimp.tokens import count_tokens
+
+log = logging.getLogger("scrimp.gateway")
+
+
+class Gateway:
+    """The pipeline and its parts; one per process."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.upstream = Upstream(config)
+        self.ctx = GatewayContext(config, self.upstream)
+        self.stages = build_stages(self.ctx)
+        self.pipeline = Pipeline(self.stages, self.upstream)
+
+    async def start(self) -> None:
+        for stage in self.stages:
+            if hasattr(stage, "start"):
+                await stage.start()
+
+    async def close(self) -> None:
+        for stage in reversed(self.stages):
+            if hasattr(stage, "close"):
+                await stage.close()
+        await self.upstream.close()
+
+
+def _error(exc: APIError, fmt: str, request_id: str) -> JSONResponse:
+    headers = dict(exc.headers)
+    headers["x-scrimp-request-id"] = request_id
+    return JSONResponse(exc.body(fmt), status_code=exc.status if exc.status >= 400 else 502, headers=headers)
+
+
+def _headers(call: Call, reply: Reply) -> dict[str, str]:
+    headers = {"x-scrimp-request-id": call.request_id, "x-scrimp-cache": str(call.decisions.get("cache", "miss")),
+               "x-scrimp-model": reply.served_model or call.target_model}
+    if call.cost_usd is not None:
+        headers["x-scrimp-cost-usd"] = f"{call.cost_usd:.8f}"
+        headers["x-scrimp-saved-usd"] = f"{(call.baseline_usd or 0) - call.cost_usd:.8f}"
+    if "route" in call.decisions:
+        headers["x-scrimp-route"] = str(call.decisions["route"])
+    headers.update(reply.headers)
+    return headers
+
+
+async def _body(request: Request, limit: int) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"Request body is too large ({declared} bytes; the limit is {limit}).")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise APIError(413, f"Request body is too large (over {limit} bytes).")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise APIError(400, f"The request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise APIError(400, "The request body must be a JSON object.")
+    return body
+
+
+def _cache_control(value: str | None) -> set[str]:
+    return {part.strip().lower() for part in (value or "").split(",") if part.strip()}
+
+
+async def handle_chat(request: Request, fmt: str) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    request_id = "req_" + uuid.uuid4().hex[:24]
+    try:
+        body = await _body(request, gateway.config.max_body_bytes)
+        req = anthropic_fmt.parse_request(body) if fmt == "anthropic" else openai_fmt.parse_request(body)
+        if gateway.config.model(req.model) is None:
+            raise APIError(404, f"The model '{req.model}' does not exist or is not configured in scrimp.",
+                           param="model", code="model_not_found")
+        call = Call(req, attribute(request.headers, req), request_id=request_id,
+                    cache_control=_cache_control(request.headers.get("x-scrimp-cache-control")))
+        call.decisions["_client_key"] = client_key(request.headers)
+        reply = await gateway.pipeline(call)
+    except APIError as exc:
+        return _error(exc, fmt, request_id)
+    if not req.stream:
+        resp = reply.response
+        if resp is None:  # a stage turned it into a stream; drain it for a non-streaming client
+            from scrimp.pipeline import collect
+
+            resp = await collect(reply)
+        payload = anthropic_fmt.render_response(resp) if fmt == "anthropic" else openai_fmt.render_response(resp)
+        return Response(orjson.dumps(payload), media_type="application/json", headers=_headers(call, reply))
+    events = reply.stream if reply.stream is not None else events_from_response(reply.response)  # type: ignore[arg-type]
+    if fmt == "anthropic":
+        writer: Any = anthropic_fmt.StreamWriter(reply.served_model or req.model)
+    else:
+        writer = openai_fmt.StreamWriter(reply.served_model or req.model, req.include_usage,
+                                         "chatcmpl-" + request_id[4:])
+
+    async def sse() -> AsyncIterator[bytes]:
+        try:
+            async for event in events:
+                chunk = writer.event(event)
+                if chunk:
+                    yield chunk
+        except APIError as exc:
+            # Mid-stream failure: tell the client in its own format, then end the stream.
+            if fmt == "anthropic":
+                yield b"event: error\ndata: " + orjson.dumps(exc.body("anthropic")) + b"\n\n"
+            else:
+                yield b"data: " + orjson.dumps(exc.body("openai")) + b"\n\n"
+        finally:
+            with contextlib.suppress(Exception):
+                await events.aclose()  # type: ignore[attr-defined]
+
+    return StreamingResponse(sse(), media_type="text/event-stream",
+                             headers={**_headers(call, reply), "cache-control": "no-cache"})
+
+
+async def chat_completions(request: Request) -> Response:
+    return await handle_chat(request, "openai")
+
+
+async def messages(request: Request) -> Response:
+    return await handle_chat(request, "anthropic")
+
+
+async def count_tokens_endpoint(request: Request) -> Response:
+    """Anthropic's token count: asked of the model's provider when it is Anthropic, else scrimp's own count."""
+    gateway: Gateway = request.app.state.gateway
+    try:
+        body = await _body(request, gateway.config.max_body_bytes)
+        req = anthropic_fmt.parse_request({**body, "max_tokens": 1})
+        spec = gateway.config.model(req.model)
+        if spec is None:
+            raise APIError(404, f"model: {req.model} is not configured in scrimp")
+    except APIError as exc:
+        return _error(exc, "anthropic", "")
+    if spec.provider == "anthropic":
+        payload = {k: v for k, v in body.items() if k not in ("max_tokens", "stream")}
+        payload["model"] = spec.remote_name
+        call = Call(req)
+        call.decisions["_client_key"] = client_key(request.headers)
+        resp = await gateway.upstream.client(spec.base_url).post(
+            "/v1/messages/count_tokens", json=payload, headers=gateway.upstream.headers(spec, call))
+        return Response(resp.content, status_code=resp.status_code, media_type="application/json")
+    from scrimp.gateway.upstream import estimate_input_tokens
+
+    return JSONResponse({"input_tokens": estimate_input_tokens(Call(req))})
+
+
+async def embeddings(request: Request) -> Response:
+    """Passed through to the embedding model's provider (priced by the provider, not cached)."""
+    gateway: Gateway = request.app.state.gateway
+    try:
+        body = await _body(request, gateway.config.max_body_bytes)
+        spec = gateway.config.model(body.get("model", ""))
+        if spec is None or spec.provider != "openai":
+            raise APIError(404, f"The model '{body.get('model')}' is not a configured embedding model.",
+                           param="model", code="model_not_found")
+    except APIError as exc:
+        return _error(exc, "openai", "")
+    call = Call(openai_fmt.parse_request({"model": spec.name, "messages": [{"role": "user", "content": ""}]}))
+    call.decisions["_client_key"] = client_key(request.headers)
+    resp = await gateway.upstream.client(spec.base_url).post(
+        "/embeddings", json={**body, "model": spec.remote_name}, headers=gateway.upstream.headers(spec, call))
+    return Response(resp.content, status_code=resp.status_code, media_type="application/json",
+                    headers={"x-scrimp-model": spec.name})
+
+
+async def list_models(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    specs = list(gateway.config.models.values())
+    if request.headers.get("anthropic-version"):
+        data = [{"type": "model", "id": s.name, "display_name": s.name, "created_at": "2025-01-01T00:00:00Z"}
+                for s in specs]
+        return JSONResponse({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+                             "last_id": data[-1]["id"] if data else None})
+    return JSONResponse({"object": "list", "data": [
+        {"id": s.name, "object": "model", "created": 0, "owned_by": s.provider} for s in specs]})
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+def create_app(config: GatewayConfig) -> Starlette:
+    gateway = Gateway(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.close()  # flushes the ledger: a graceful stop loses no rows
+
+    app = Starlette(routes=[
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/messages", messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", count_tokens_endpoint, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/healthz", health, methods=["GET"]),
+    ], lifespan=lifespan)
+    app.state.gateway = gateway
+    return app
+
+
+__all__ = ["Gateway", "count_tokens", "create_app"]

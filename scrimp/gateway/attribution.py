@@ -1,0 +1,34 @@
+"""Who and what a call is for: tenant, user, feature — from scrimp headers or the APIs' own fields."""
+
+from __future__ import annotations
+
+import hashlib
+
+from starlette.datastructures import Headers
+
+from scrimp.canonical import ChatRequest
+from scrimp.pipeline import Attribution
+
+
+def client_key(headers: Headers) -> str:
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return headers.get("x-api-key", "").strip()
+
+
+def attribute(headers: Headers, req: ChatRequest) -> Attribution:
+    meta = req.metadata if isinstance(req.metadata, dict) else {}
+    tenant = headers.get("x-scrimp-tenant") or _str(meta.get("tenant"))
+    if not tenant:
+        # No tenant named: derive it from the caller's credentials (a hash, never the key itself), so two
+        # callers never share cached answers unless configured to.
+        key = client_key(headers)
+        tenant = "key-" + hashlib.sha256(key.encode()).hexdigest()[:16] if key else "anonymous"
+    user = headers.get("x-scrimp-user") or req.user or _str(meta.get("user_id"))
+    feature = headers.get("x-scrimp-feature") or _str(meta.get("feature"))
+    return Attribution(tenant=tenant, user=user, feature=feature)
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

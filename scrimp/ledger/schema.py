@@ -1,0 +1,42 @@
+"""Ledger schema and migrations, shared by SQLite and PostgreSQL (plain SQL both accept)."""
+
+from __future__ import annotations
+
+COLUMNS = [
+    ("ts", "DOUBLE PRECISION NOT NULL"),  # unix seconds
+    ("request_id", "TEXT NOT NULL"),
+    ("tenant", "TEXT NOT NULL"),
+    ("user_id", "TEXT"),
+    ("feature", "TEXT"),
+    ("inbound", "TEXT"),  # the wire format the client spoke
+    ("requested_model", "TEXT"),
+    ("served_model", "TEXT"),
+    ("provider", "TEXT"),
+    ("input_tokens", "BIGINT NOT NULL DEFAULT 0"),  # uncached input
+    ("output_tokens", "BIGINT NOT NULL DEFAULT 0"),
+    ("cache_read_tokens", "BIGINT NOT NULL DEFAULT 0"),
+    ("cache_write_5m_tokens", "BIGINT NOT NULL DEFAULT 0"),
+    ("cache_write_1h_tokens", "BIGINT NOT NULL DEFAULT 0"),
+    ("reasoning_tokens", "BIGINT NOT NULL DEFAULT 0"),
+    ("cost_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0"),
+    ("baseline_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0"),
+    ("saved_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0"),
+    ("saving_stage", "TEXT"),
+    ("cache", "TEXT"),  # miss | exact | semantic
+    ("decisions", "TEXT"),  # JSON
+    ("latency_ms", "DOUBLE PRECISION"),
+    ("ttft_ms", "DOUBLE PRECISION"),
+    ("stream", "INTEGER NOT NULL DEFAULT 0"),
+    ("status", "TEXT NOT NULL"),  # ok | error | client_cancelled
+    ("error", "TEXT"),
+]
+NAMES = [name for name, _ in COLUMNS]
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, [
+        "CREATE TABLE IF NOT EXISTS calls (" + ", ".join(f"{n} {t}" for n, t in COLUMNS) + ")",
+        "CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts)",
+        "CREATE INDEX IF NOT EXISTS calls_tenant_feature ON calls (tenant, feature)",
+        "CREATE INDEX IF NOT EXISTS calls_request ON calls (request_id)",
+    ]),
+]

@@ -1,0 +1,163 @@
+"""Ledger stores. Rows are queued and written by a background thread in batches, so recording a call
+never slows or fails the request; `close()` drains the queue, so a graceful stop loses nothing."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from scrimp.ledger.schema import MIGRATIONS, NAMES
+
+log = logging.getLogger("scrimp.ledger")
+_STOP = object()
+
+
+class LedgerStore:
+    """Base: a write queue drained by one thread. Subclasses open a connection and know their SQL dialect."""
+
+    placeholder = "?"
+    batch_size = 500
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self.failed_rows = 0
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+
+    # -- subclass hooks --------------------------------------------------------------------------
+    def connect(self) -> Any:
+        raise NotImplementedError
+
+    def migrate(self, conn: Any) -> None:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE IF NOT EXISTS scrimp_migrations (version INTEGER PRIMARY KEY)")
+        cur.execute("SELECT version FROM scrimp_migrations")
+        done = {row[0] for row in cur.fetchall()}
+        for version, statements in MIGRATIONS:
+            if version in done:
+                continue
+            for sql in statements:
+                cur.execute(sql)
+            cur.execute(f"INSERT INTO scrimp_migrations (version) VALUES ({self.placeholder})", (version,))
+        conn.commit()
+
+    # -- life cycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            conn = self.connect()  # fail fast at start-up on a bad path or DSN
+            self.migrate(conn)
+            self._thread = threading.Thread(target=self._run, args=(conn,), name="scrimp-ledger", daemon=True)
+            self._thread.start()
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Queue a row; returns at once."""
+        if self._thread is None:
+            self.start()
+        self._queue.put(row)
+
+    def flush(self) -> None:
+        """Block until every queued row is written."""
+        if self._thread is not None:
+            done = threading.Event()
+            self._queue.put(done)
+            done.wait(timeout=30)
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout=30)
+        self._thread = None
+
+    def _run(self, conn: Any) -> None:
+        sql = f"INSERT INTO calls ({', '.join(NAMES)}) VALUES ({', '.join([self.placeholder] * len(NAMES))})"
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            batch, waiters = [], []
+            while True:
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, threading.Event):
+                    waiters.append(item)
+                else:
+                    batch.append(tuple(item.get(n) for n in NAMES))
+                if stop or len(batch) >= self.batch_size:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                try:
+                    conn.cursor().executemany(sql, batch)
+                    conn.commit()
+                except Exception:
+                    self.failed_rows += len(batch)
+                    log.exception("ledger write failed; %d rows dropped", len(batch))
+                    try:
+                        conn.rollback()
+                    except Exception:  # noqa: BLE001, S110 - best effort on a broken connection
+                        pass
+            for waiter in waiters:
+                waiter.set()
+        conn.close()
+
+    # -- reading ---------------------------------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        conn = self.connect()
+        try:
+            cur = conn.cursor()
+            cur.execute(sql.replace("?", self.placeholder), tuple(params))
+            return list(cur.fetchall())
+        finally:
+            conn.close()
+
+
+class SQLiteLedger(LedgerStore):
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = str(path)
+
+    def connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+
+class PostgresLedger(LedgerStore):
+    """PostgreSQL, for several gateway replicas sharing one ledger. `schema` isolates (tests use their own)."""
+
+    placeholder = "%s"
+
+    def __init__(self, dsn: str, schema: str = "public") -> None:
+        super().__init__()
+        self.dsn = dsn
+        self.schema = schema
+
+    def connect(self) -> Any:
+        import psycopg
+
+        conn = psycopg.connect(self.dsn)
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            cur.execute(f'SET search_path TO "{self.schema}"')
+        conn.commit()
+        return conn
+
+
+def open_store(section: dict[str, Any]) -> LedgerStore:
+    if section.get("dsn"):
+        return PostgresLedger(section["dsn"], section.get("schema", "public"))
+    return SQLiteLedger(section.get("path", "scrimp-ledger.db"))
