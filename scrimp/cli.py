@@ -17,6 +17,9 @@ def _register() -> None:
 
     for module, attr in [
         ("scrimp.sim.cli", "sim"),
+        ("scrimp.serve_cli", "serve"),
+        ("scrimp.usage_cli", "usage"),
+        ("scrimp.demo.cli", "demo"),
     ]:
         try:
             mod = importlib.import_module(module)

@@ -1,0 +1,57 @@
+"""`scrimp usage`: spend, calls, tokens, cache hits and savings from the ledger."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.option("--db", default=None, help="SQLite ledger file (default: the config's, or scrimp-ledger.db).")
+@click.option("--dsn", default=None, help="PostgreSQL DSN of a shared ledger.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="scrimp.yaml")
+@click.option("--by", type=click.Choice(["feature", "model", "user", "tenant", "day"]), default="feature",
+              show_default=True)
+@click.option("--since", default=None, help="7d, 12h, or a date (2026-11-01).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
+def usage(db: str | None, dsn: str | None, config_path: str | None, by: str, since: str | None,
+          as_json: bool) -> None:
+    """Roll the ledger up by feature, model, user, tenant or day."""
+    from pathlib import Path
+
+    from scrimp.ledger.rollup import parse_since
+    from scrimp.ledger.rollup import usage as rollup
+    from scrimp.ledger.store import PostgresLedger, SQLiteLedger
+
+    section: dict = {}
+    if config_path:
+        from scrimp.gateway.config import load
+
+        section = next((s for s in load(config_path).stages if s["name"] == "ledger"), {})
+    if dsn or section.get("dsn"):
+        store = PostgresLedger(dsn or section["dsn"], section.get("schema", "public"))
+    else:
+        path = db or section.get("path", "scrimp-ledger.db")
+        if not Path(path).exists():
+            raise click.ClickException(f"no ledger at {path}: run the gateway first, or pass --db/--dsn")
+        store = SQLiteLedger(path)
+    try:
+        rows = rollup(store, by, parse_since(since))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    totals = {k: sum(r[k] for r in rows) for k in ("calls", "cost_usd", "baseline_usd", "saved_usd",
+                                                    "input_tokens", "output_tokens", "cache_hits")}
+    if as_json:
+        click.echo(json.dumps({"by": by, "rows": rows, "totals": totals}, indent=2))
+        return
+    if not rows:
+        click.echo("no calls recorded in that period")
+        return
+    header = f"{by:<24}{'calls':>8}{'cost $':>12}{'saved $':>12}{'saved %':>9}{'in tok':>11}{'out tok':>10}{'hits':>7}"
+    click.echo(header)
+    click.echo("-" * len(header))
+    for r in rows + [{by: "TOTAL", **totals, "cache_hits": totals["cache_hits"]}]:
+        pct = 100 * r["saved_usd"] / r["baseline_usd"] if r["baseline_usd"] else 0.0
+        click.echo(f"{str(r[by])[:23]:<24}{r['calls']:>8}{r['cost_usd']:>12.4f}{r['saved_usd']:>12.4f}{pct:>8.1f}%"
+                   f"{r['input_tokens']:>11}{r['output_tokens']:>10}{r['cache_hits']:>7}")
