@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -54,7 +54,7 @@ class InProcessGateway:
         self._thread: threading.Thread | None = None
 
     # -- sync use: the pipeline runs on a private loop thread ----------------------------------------
-    def __enter__(self) -> InProcessGateway:
+    def __enter__(self) -> Self:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="scrimp-inprocess", daemon=True)
         self._thread.start()
@@ -86,7 +86,7 @@ class InProcessGateway:
                                    http_client=httpx.Client(transport=self.transport(), base_url=BASE), **kwargs)
 
     # -- async use: the pipeline runs on the caller's loop -------------------------------------------------
-    async def __aenter__(self) -> InProcessGateway:
+    async def __aenter__(self) -> Self:
         await self.gateway.start()
         return self
 

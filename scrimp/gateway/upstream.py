@@ -143,10 +143,14 @@ class Upstream:
             """What arrived before the stream ended early, with usage estimated where none was sent."""
             got = assemble(state) if state else ChatResponse(id="", model=spec.name, content=[])
             got.model = spec.name
+            received = sum(count_tokens(b.get("text", "")) for b in got.content if b.get("type") == "text")
             if got.usage.total_input == 0:
                 call.decisions["usage"] = "estimated"
-                got.usage = Usage(input=estimate_input_tokens(call), output=sum(
-                    count_tokens(b.get("text", "")) for b in got.content if b.get("type") == "text"))
+                got.usage = Usage(input=estimate_input_tokens(call), output=received)
+            elif got.usage.output < received:
+                # The final usage never came: bill at least the tokens the client was sent.
+                call.decisions["usage"] = "estimated"
+                got.usage.output = received
             return got
 
         return Reply(stream=events(), served_model=spec.name, served_provider=spec.provider, partial=partial)
