@@ -18,7 +18,7 @@ import asyncio
 import threading
 from typing import Any, Self
 
-import httpx
+import httpx2 as httpx  # the HTTP client both official SDKs are built on
 
 from scrimp.gateway.app import Gateway, create_app
 from scrimp.gateway.config import GatewayConfig

@@ -63,8 +63,8 @@ def test_streamed_requests_hit_and_are_served_as_streams_in_both_formats(gw):
     assert again.headers["x-scrimp-cache"] == "exact"
     assert "".join(ch.choices[0].delta.content or "" for ch in again.parse() if ch.choices) == first
     a = anthropic.Anthropic(base_url=gw.url, api_key="key-a", max_retries=0)
-    params = dict(model="claude-haiku-4-5", max_tokens=30, extra_body={"temperature": 0},
-                  messages=[{"role": "user", "content": "hi"}])
+    params = {"model": "claude-haiku-4-5", "max_tokens": 30, "extra_body": {"temperature": 0},
+                  "messages": [{"role": "user", "content": "hi"}]}
     with a.messages.stream(**params) as s:
         text1 = "".join(s.text_stream)
     with a.messages.stream(**params) as s:
