@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -151,8 +152,10 @@ def run_message(state: SimState, body: dict[str, Any]) -> tuple[dict[str, Any], 
     state.limiter.check(model, total + body["max_tokens"])
     cache = prompt_cache(state).account(model.name, blocks, model.min_cache_tokens)
     uncached = total - cache.read - cache.write_5m - cache.write_1h
-    seed = engine.seed_of(model.name, body.get("system"), body["messages"], body.get("tools"),
-                          body.get("tool_choice"), body.get("temperature"))
+    # The seed sees what the model sees: a system string and the same text as blocks, or a block with and
+    # without cache_control, give the same reply.
+    prompt_id = hashlib.blake2b(b"\x1f".join(b.key for b in blocks), digest_size=16).hexdigest()
+    seed = engine.seed_of(model.name, prompt_id, body.get("tool_choice"), body.get("temperature"))
     gen = engine.generate(state.config, model, prompt=final_user_text(body), seed=seed,
                           max_tokens=body["max_tokens"], stop=body.get("stop_sequences"),
                           forced_tool=forced_tool(body))

@@ -174,7 +174,7 @@ def run_completion(state: SimState, body: dict[str, Any]) -> tuple[dict[str, Any
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else list(stop or [])
     # Stop sequences and max_tokens cut a reply; they do not change it, so they are not part of the seed.
-    seed = engine.seed_of(model.name, body["messages"], body.get("tools"), fmt,
+    seed = engine.seed_of(model.name, tokens, fmt,
                           body.get("temperature"), body.get("seed"))
     tool = forced_tool(body)
     gens = [

@@ -1,0 +1,149 @@
+"""Replays the demo workload straight to the (simulated) providers and through scrimp, and compares."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+from tqdm import tqdm
+
+from scrimp import pricing
+from scrimp.demo.workload import DemoCall, build, reference_workload
+from scrimp.formats import anthropic as anthropic_fmt
+from scrimp.formats import openai as openai_fmt
+from scrimp.gateway.app import create_app
+from scrimp.gateway.config import simulated
+from scrimp.sim.config import SimConfig, default_models, parse_config
+from scrimp.sim.testing import run_simulator, serve_app
+
+# Stages the demo runs; each later lever adds itself here (and to the per-lever table).
+DEMO_STAGES = [{"name": "ledger"}, {"name": "exact_cache", "backend": "sqlite"}]
+
+
+@dataclass
+class RunResult:
+    cost: float = 0.0
+    provider_calls: int = 0
+    correct: int = 0
+    graded: int = 0
+    latencies: list[float] = field(default_factory=list)
+    cost_by_workload: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    saving_by_lever: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    hits_by_lever: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def sim_config() -> SimConfig:
+    cfg = parse_config({})
+    cfg.workload = parse_config({}).workload
+    from scrimp.sim.config import normalise_prompt
+
+    cfg.workload = {normalise_prompt(w["prompt"]): {"answer": w["answer"], "difficulty": w["difficulty"]}
+                    for w in reference_workload()}
+    models = default_models()
+    for m in models:  # a little latency, so the table's latency column means something
+        m.ttft_ms, m.per_token_ms = 15.0, 0.2
+    cfg.models = {m.name: m for m in models}
+    return cfg
+
+
+def _send(call: DemoCall, base: str, key: str) -> tuple[str, Any]:
+    """One call with the official SDK; returns (answer text, canonical response)."""
+    if call.provider == "anthropic":
+        client = anthropic.Anthropic(base_url=base, api_key=key, max_retries=2)
+        msg = client.messages.create(**call.body, extra_headers=call.headers)
+        canon = anthropic_fmt.parse_response(msg.model_dump())
+    else:
+        oa = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=2)
+        resp = oa.chat.completions.create(**call.body, extra_headers=call.headers)
+        canon = openai_fmt.parse_response(resp.model_dump())
+    return canon.text(), canon
+
+
+def _replay(calls: list[DemoCall], base: str, label: str, progress: bool) -> RunResult:
+    result = RunResult()
+    for call in tqdm(calls, desc=label, unit="call", disable=not progress, leave=False):
+        t0 = time.perf_counter()
+        text, canon = _send(call, base, "demo-key")
+        result.latencies.append(time.perf_counter() - t0)
+        provider = "anthropic" if call.body["model"].startswith("claude") else "openai"
+        cost = pricing.cost(call.body["model"], provider, canon.usage)
+        result.cost += cost
+        result.cost_by_workload[call.workload] += cost
+        if call.reference is not None:
+            result.graded += 1
+            result.correct += int(text.strip() == call.reference)
+    return result
+
+
+def run(progress: bool = True, out: Callable[[str], None] = print) -> dict[str, Any]:
+    calls = build()
+    with run_simulator(sim_config()) as (sim_url, sim_app):
+        sim = sim_app.state.sim
+        direct = _replay(calls, sim_url, "straight to the providers", progress)
+        direct.provider_calls = sim.counters.snapshot()["totals"]["requests"]
+        sim.reset()  # the scrimp run starts with cold provider caches too
+        with tempfile.TemporaryDirectory() as tmp:
+            stages = [dict(s, path=str(Path(tmp) / f"{s['name']}.db")) for s in DEMO_STAGES]
+            app = create_app(simulated(sim_url, stages=stages))
+            with serve_app(app) as gateway_url:
+                via = _replay(calls, gateway_url, "through scrimp", progress)
+                store = app.state.gateway.ctx.shared["ledger"]
+                store.flush()
+                rows = store.query("SELECT feature, cost_usd, saved_usd, saving_stage, cache FROM calls")
+            via.provider_calls = sim.counters.snapshot()["totals"]["requests"]
+    # The scrimp run's costs come from its ledger (what scrimp would bill), not from the answers' usage.
+    via.cost = sum(r[1] for r in rows)
+    via.cost_by_workload = defaultdict(float)
+    names = {"support": "support", "agent": "agent", "nightly-summary": "nightly"}
+    for feature, cost, saved, stage, _cache in rows:
+        via.cost_by_workload[names.get(feature, feature)] += cost
+        if stage and saved > 0:
+            via.saving_by_lever[stage] += saved
+            via.hits_by_lever[stage] += 1
+    report = _report(calls, direct, via)
+    for line in report["lines"]:
+        out(line)
+    return report
+
+
+def _pct(a: float, b: float) -> str:
+    return f"{100 * a / b:.1f}%" if b else "-"
+
+
+def _report(calls: list[DemoCall], direct: RunResult, via: RunResult) -> dict[str, Any]:
+    saved = direct.cost - via.cost
+    lines = [
+        "",
+        f"scrimp demo: {len(calls)} calls (support assistant, agent loop, nightly summaries) replayed against the",
+        "simulated OpenAI and Anthropic APIs, once straight to the providers and once through scrimp.",
+        "",
+        f"{'':<26}{'direct':>14}{'via scrimp':>14}",
+        f"{'calls to providers':<26}{direct.provider_calls:>14}{via.provider_calls:>14}",
+        f"{'cost (USD)':<26}{direct.cost:>14.4f}{via.cost:>14.4f}",
+        f"{'saved':<26}{'':>14}{_pct(saved, direct.cost):>14}",
+        f"{'quality (graded answers)':<26}{f'{direct.correct}/{direct.graded}':>14}{f'{via.correct}/{via.graded}':>14}",
+        (f"{'latency p50 (ms)':<26}{statistics.median(direct.latencies) * 1e3:>14.1f}"
+        f"{statistics.median(via.latencies) * 1e3:>14.1f}"),
+        "",
+        "cost by workload (USD):",
+    ]
+    for name in ("support", "agent", "nightly"):
+        d, v = direct.cost_by_workload.get(name, 0.0), via.cost_by_workload.get(name, 0.0)
+        lines.append(f"  {name:<24}{d:>14.4f}{v:>14.4f}   saved {_pct(d - v, d)}")
+    lines.append("")
+    lines.append("saving per lever:")
+    for stage, amount in sorted(via.saving_by_lever.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {stage:<24}{amount:>14.4f}   ({via.hits_by_lever[stage]} calls)")
+    if not via.saving_by_lever:
+        lines.append("  (none)")
+    return {"lines": lines, "direct_cost": direct.cost, "scrimp_cost": via.cost, "saved": saved,
+            "direct_quality": (direct.correct, direct.graded), "scrimp_quality": (via.correct, via.graded),
+            "provider_calls": (direct.provider_calls, via.provider_calls), "levers": dict(via.saving_by_lever)}

@@ -1,0 +1,25 @@
+"""`scrimp demo` end to end: cheaper through scrimp, same quality, fewer provider calls."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from scrimp.cli import main
+from scrimp.demo.runner import run
+
+
+def test_demo_saves_without_losing_quality():
+    lines: list[str] = []
+    report = run(progress=False, out=lines.append)
+    assert report["scrimp_cost"] < report["direct_cost"]
+    assert report["scrimp_quality"] == report["direct_quality"]
+    direct_calls, scrimp_calls = report["provider_calls"]
+    assert scrimp_calls < direct_calls
+    assert report["levers"]["exact_cache"] > 0
+    assert any("saving per lever" in line for line in lines)
+
+
+def test_demo_command_prints_the_table():
+    result = CliRunner().invoke(main, ["demo", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "via scrimp" in result.output and "exact_cache" in result.output
