@@ -163,9 +163,8 @@ async def count_tokens_endpoint(request: Request) -> Response:
         payload["model"] = spec.remote_name
         call = Call(req)
         call.decisions["_client_key"] = client_key(request.headers)
-        resp = await gateway.upstream.client(spec.base_url).post(
-            "/v1/messages/count_tokens", json=payload, headers=gateway.upstream.headers(spec, call))
-        return Response(resp.content, status_code=resp.status_code, media_type="application/json")
+        status, content = await gateway.upstream.forward(spec, "/v1/messages/count_tokens", payload, call)
+        return Response(content, status_code=status, media_type="application/json")
     from scrimp.gateway.upstream import estimate_input_tokens
 
     return JSONResponse({"input_tokens": estimate_input_tokens(Call(req))})
@@ -184,10 +183,8 @@ async def embeddings(request: Request) -> Response:
         return _error(exc, "openai", "")
     call = Call(openai_fmt.parse_request({"model": spec.name, "messages": [{"role": "user", "content": ""}]}))
     call.decisions["_client_key"] = client_key(request.headers)
-    resp = await gateway.upstream.client(spec.base_url).post(
-        "/embeddings", json={**body, "model": spec.remote_name}, headers=gateway.upstream.headers(spec, call))
-    return Response(resp.content, status_code=resp.status_code, media_type="application/json",
-                    headers={"x-scrimp-model": spec.name})
+    status, content = await gateway.upstream.forward(spec, "/embeddings", {**body, "model": spec.remote_name}, call)
+    return Response(content, status_code=status, media_type="application/json", headers={"x-scrimp-model": spec.name})
 
 
 async def list_models(request: Request) -> Response:
