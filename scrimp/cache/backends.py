@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,9 +20,14 @@ class CacheBackend(Protocol):
 
 
 class SQLiteBackend:
-    """One table; calls are sub-millisecond point queries, so they run inline on the event loop."""
+    """One table; calls are sub-millisecond point queries, so they run inline on the event loop. A small
+    in-process tier keeps the hottest entries (a repeated prompt is the common case) so a hit usually costs
+    no SQL at all; it honours each entry's expiry and is cleared with the table."""
+
+    HOT_ENTRIES = 4096
 
     def __init__(self, path: str | Path, max_entries: int = 100_000) -> None:
+        self._hot: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.max_entries = max_entries
@@ -34,8 +40,20 @@ class SQLiteBackend:
         self._lock = threading.Lock()
         self._writes = 0
 
+    def _remember(self, key: str, value: bytes, expires: float) -> None:
+        self._hot[key] = (value, expires)
+        self._hot.move_to_end(key)
+        if len(self._hot) > self.HOT_ENTRIES:
+            self._hot.popitem(last=False)
+
     async def get(self, key: str) -> bytes | None:
         now = time.time()
+        hot = self._hot.get(key)
+        if hot is not None:
+            if hot[1] > now:
+                self._hot.move_to_end(key)
+                return hot[0]
+            del self._hot[key]
         with self._lock:
             row = self._db.execute("SELECT value, expires FROM exact_cache WHERE key = ?", (key,)).fetchone()
             if row is None:
@@ -44,13 +62,16 @@ class SQLiteBackend:
                 self._db.execute("DELETE FROM exact_cache WHERE key = ?", (key,))
                 return None
             self._db.execute("UPDATE exact_cache SET used = ? WHERE key = ?", (now, key))
-        return bytes(row[0])
+        value = bytes(row[0])
+        self._remember(key, value, row[1])
+        return value
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         now = time.time()
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO exact_cache (key, value, expires, used) VALUES (?, ?, ?, ?)",
                              (key, value, now + ttl_s, now))
+            self._remember(key, value, now + ttl_s)
             self._writes += 1
             if self._writes % 64 == 0 or self.max_entries < 1000:
                 self._evict(now)
@@ -59,10 +80,13 @@ class SQLiteBackend:
         self._db.execute("DELETE FROM exact_cache WHERE expires <= ?", (now,))
         (count,) = self._db.execute("SELECT COUNT(*) FROM exact_cache").fetchone()
         if count > self.max_entries:
+            self._hot.clear()  # evicted rows must not live on here
             self._db.execute("DELETE FROM exact_cache WHERE key IN (SELECT key FROM exact_cache ORDER BY used "
                              "LIMIT ?)", (count - self.max_entries,))
 
     async def delete_prefix(self, prefix: str) -> int:
+        for key in [k for k in self._hot if k.startswith(prefix)]:
+            del self._hot[key]
         with self._lock:
             cur = self._db.execute("DELETE FROM exact_cache WHERE key LIKE ? ESCAPE '\\'",
                                    (prefix.replace("%", "\\%").replace("_", "\\_") + "%",))
