@@ -19,7 +19,8 @@ demo: $(STAMP)
 	$(VENV)/bin/scrimp demo
 
 bench: $(STAMP)
-	$(PY) bench/run_all.py
+	$(PY) bench/sim_throughput.py
+	$(PY) bench/gateway_overhead.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check scrimp tests bench
