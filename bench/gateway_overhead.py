@@ -5,7 +5,8 @@
 Each proxy runs as its own process with one worker; the upstream (bench/fast_upstream.py) answers in
 microseconds; the load generator (bench/loadgen.py) is raw asyncio. All three share this machine's cores, so
 read the figures side by side (same run), not as absolutes. LiteLLM is installed by this script into its own
-virtual environment (bench/.venv-litellm) on first use, with its default settings.
+virtual environment (bench/.venv-litellm, or $SCRIMP_BENCH_LITELLM_VENV) on first use, with its default
+settings.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from loadgen import build_request, closed_loop, fixed_rate
 from scrimp.sim.testing import free_port
 
 HERE = Path(__file__).parent
-LITELLM_VENV = HERE / ".venv-litellm"
+LITELLM_VENV = Path(os.environ.get("SCRIMP_BENCH_LITELLM_VENV", HERE / ".venv-litellm"))
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "What is the answer?"}],
         "max_tokens": 50, "temperature": 0.7}
 TICK = os.sysconf("SC_CLK_TCK")
@@ -92,7 +93,7 @@ def ensure_litellm() -> Path | None:
     if not (LITELLM_VENV / "bin" / "litellm").exists():
         print("installing litellm[proxy] into bench/.venv-litellm (first run only)...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
-        r = subprocess.run([str(python), "-m", "pip", "install", "-q", "litellm[proxy]"])
+        r = subprocess.run([str(python), "-m", "pip", "install", "-q", "litellm[proxy]"], check=False)
         if r.returncode != 0:
             print("litellm could not be installed; skipping it")
             return None
@@ -126,7 +127,8 @@ model_list:
       api_base: "http://127.0.0.1:{upstream}/v1"
       api_key: bench
 """)
-    env = dict(os.environ, LITELLM_LOG="ERROR", LITELLM_LOCAL_MODEL_COST_MAP="True")
+    # LiteLLM refuses to start without a master key; the load generator sends this one.
+    env = dict(os.environ, LITELLM_LOG="ERROR", LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_MASTER_KEY="sk-benchkey")
     proc = subprocess.Popen([str(binary), "--config", str(cfg), "--port", str(port), "--num_workers", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return proc, port, wait_ready(f"http://127.0.0.1:{port}/health/liveliness", proc)

@@ -50,7 +50,7 @@ def build_request(host: str, port: int, path: str, body: dict, headers: dict[str
     payload = orjson.dumps(body)
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     return (f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
-            f"authorization: Bearer bench\r\n{extra}content-length: {len(payload)}\r\n\r\n").encode() + payload
+            f"authorization: Bearer sk-benchkey\r\n{extra}content-length: {len(payload)}\r\n\r\n").encode() + payload
 
 
 async def fixed_rate(host: str, port: int, raw: bytes, rate: float, count: int, pool: int = 32) -> list[float]:

@@ -25,6 +25,7 @@ def faulty(tmp_path):
         "gpt-4.1-mini": ModelConfig("gpt-4.1-mini", "openai", faults=Faults(rate_429=1.0)),
         "claude-haiku-4-5": ModelConfig("claude-haiku-4-5", "anthropic", faults=Faults(rate_529=1.0)),
         "claude-sonnet-4-6": ModelConfig("claude-sonnet-4-6", "anthropic", per_token_ms=30.0),
+        "gpt-4.1": ModelConfig("gpt-4.1", "openai", faults=Faults(slow=1.0, slow_ms=3000)),
     })
     with run_simulator(sim_cfg) as (sim_url, sim_app):
         models = [
@@ -34,8 +35,10 @@ def faulty(tmp_path):
             {"name": "gpt-4.1-mini", "provider": "openai", "base_url": sim_url + "/v1", "api_key": "k"},
             {"name": "claude-haiku-4-5", "provider": "anthropic", "base_url": sim_url, "api_key": "k"},
             {"name": "claude-sonnet-4-6", "provider": "anthropic", "base_url": sim_url, "api_key": "k"},
+            {"name": "gpt-4.1", "provider": "openai", "base_url": sim_url + "/v1", "api_key": "k"},
         ]
-        cfg = parse({"models": models, "upstream": {"retries": 2, "backoff_s": 0.01, "max_backoff_s": 0.05},
+        cfg = parse({"models": models, "upstream": {"retries": 2, "backoff_s": 0.01, "max_backoff_s": 0.05,
+                                                    "timeout_s": 0.3},
                      "stages": [{"name": "ledger", "path": str(tmp_path / "l.db")}]})
         app = create_app(cfg)
         with serve_app(app) as url:
@@ -76,6 +79,16 @@ def test_overloaded_anthropic_upstream_surfaces_in_anthropic_shape(faulty):
             model="claude-haiku-4-5", max_tokens=5, messages=MSG)
     assert exc.value.status_code == 529
     assert exc.value.body["type"] == "error" and exc.value.body["error"]["type"] == "overloaded_error"
+    assert rows(app)[0][2] == "error"
+
+
+def test_upstream_timeouts_are_retried_then_surfaced_as_504(faulty):
+    url, app, sim = faulty
+    with pytest.raises(openai.APIStatusError) as exc:
+        openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0).chat.completions.create(
+            model="gpt-4.1", messages=MSG, max_tokens=5)
+    assert exc.value.status_code == 504 and "timed out" in exc.value.body["message"]
+    assert sim.counters.snapshot()["models"]["gpt-4.1"]["requests"] == 3  # tried three times
     assert rows(app)[0][2] == "error"
 
 
