@@ -7,6 +7,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ class LedgerStore:
 
     placeholder = "?"
     batch_size = 500
+    batch_window_s = 0.05  # gather rows this long before a commit: one commit per batch, not per call
 
     def __init__(self) -> None:
         self._queue: queue.Queue[Any] = queue.Queue()
@@ -83,6 +85,7 @@ class LedgerStore:
         while not stop:
             item = self._queue.get()
             batch, waiters = [], []
+            deadline = time.monotonic() + self.batch_window_s
             while True:
                 if item is _STOP:
                     stop = True
@@ -90,10 +93,10 @@ class LedgerStore:
                     waiters.append(item)
                 else:
                     batch.append(tuple(item.get(n) for n in NAMES))
-                if stop or len(batch) >= self.batch_size:
+                if stop or waiters or len(batch) >= self.batch_size:
                     break
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
             if batch:
