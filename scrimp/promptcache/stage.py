@@ -1,0 +1,96 @@
+"""The prompt-cache planner stage: shapes each request so the provider's prompt cache can serve its prefix.
+
+Runs after routing (it plans for the model that will actually answer):
+- Anthropic models: `cache_control` breakpoints (planner.py) with the TTL the re-use pattern pays for (ttl.py);
+- OpenAI models: a stable `prompt_cache_key` per tenant, feature and model, so requests land where their
+  prefix is cached (explicit breakpoints only on models whose profile says they take them);
+- both: the cache-buster detector (detector.py) records what keeps changing in a feature's prefix, and with
+  `move_volatile: true` lines with timestamps or ids are moved out of the cached system prompt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from scrimp.gateway.stages import GatewayContext
+from scrimp.pipeline import Call, Next, Reply
+from scrimp.promptcache.detector import CacheBusterDetector, split_volatile
+from scrimp.promptcache.planner import plan
+from scrimp.promptcache.profiles import Profiles
+from scrimp.promptcache.ttl import TTLChooser
+
+
+class PromptCacheStage:
+    name = "prompt_cache"
+
+    def __init__(self, providers: dict[str, tuple[str, str]], profiles: Profiles, *, move_volatile: bool = False,
+                 ttl: TTLChooser | None = None, features: dict[str, Any] | None = None) -> None:
+        self.providers = providers  # model -> (provider, remote name)
+        self.profiles = profiles
+        self.move_volatile = move_volatile
+        self.ttl = ttl or TTLChooser()
+        self.detector = CacheBusterDetector()
+        self.features = features or {}
+
+    async def handle(self, call: Call, next: Next) -> Reply:
+        feature = call.attribution.feature or "-"
+        if self.features.get(feature, {}).get("enabled") is False:
+            return await next(call)
+        provider, remote = self.providers.get(call.target_model, ("", call.target_model))
+        finding = self.detector.observe(f"{call.attribution.tenant}/{feature}", call.request)
+        if finding is not None:
+            call.decisions["cache_buster"] = finding.as_dict()
+        if provider == "anthropic":
+            self._plan_anthropic(call, remote, feature)
+        elif provider == "openai":
+            self._key_openai(call, remote, feature)
+        return await next(call)
+
+    def _plan_anthropic(self, call: Call, model: str, feature: str) -> None:
+        req = call.request
+        profile = self.profiles.for_model("anthropic", model)
+        if self.move_volatile and req.system:
+            self._move_volatile(call)
+        stable = hashlib.sha256((req.system_text() + "".join(t.get("name", "") for t in req.tools)).encode())
+        key = f"{call.attribution.tenant}/{feature}/{model}/{stable.hexdigest()[:16]}"
+        self.ttl.observe(key)
+        ttl = self.ttl.choose(key, profile)
+        result = plan(req, profile, stable_ttl=ttl)
+        if result.added:
+            call.decisions["prompt_cache"] = "planned" if result.client == 0 else "augmented"
+            call.decisions["breakpoints"] = len(result.added)
+            call.decisions["cache_ttl"] = ttl
+            if result.client == 0 and call.saving_stage is None:
+                call.saving_stage = self.name
+
+    def _move_volatile(self, call: Call) -> None:
+        """Keep timestamps and ids out of the cached prefix: they go to a last, uncached system block."""
+        req = call.request
+        moved = []
+        blocks = []
+        for block in req.system:
+            if block.get("type") != "text":
+                blocks.append(block)
+                continue
+            stable, volatile = split_volatile(block["text"])
+            blocks.append({**block, "text": stable})
+            if volatile:
+                moved.append(volatile)
+        if moved:
+            req.system = blocks + [{"type": "text", "text": "\n".join(moved)}]
+            call.decisions["moved_volatile"] = len(moved)
+
+    def _key_openai(self, call: Call, model: str, feature: str) -> None:
+        profile = self.profiles.for_model("openai", model)
+        if profile.prompt_cache_key and call.request.prompt_cache_key is None:
+            material = f"{call.attribution.tenant}|{feature}|{model}".encode()
+            call.request.prompt_cache_key = "scrimp-" + hashlib.sha256(material).hexdigest()[:24]
+            call.decisions["prompt_cache_key"] = call.request.prompt_cache_key
+
+
+def build(section: dict[str, Any], ctx: GatewayContext) -> PromptCacheStage:
+    providers = {name: (spec.provider, spec.remote_name) for name, spec in ctx.config.models.items()}
+    return PromptCacheStage(providers, Profiles.load(section.get("profiles")),
+                            move_volatile=bool(section.get("move_volatile", False)),
+                            features=section.get("features"))
