@@ -54,8 +54,11 @@ def _cacheable(block: dict[str, Any]) -> bool:
     return block.get("type") in ("tool_use", "tool_result", "image", "document") or "input_schema" in block
 
 
-def plan(req: ChatRequest, profile: CacheProfile, stable_ttl: str = "5m") -> Plan:
-    """Add breakpoints to `req` in place (blocks are copied before they are changed). Returns what was done."""
+def plan(req: ChatRequest, profile: CacheProfile, stable_ttl: str = "5m", volatile_system_blocks: int = 0) -> Plan:
+    """Add breakpoints to `req` in place (blocks are copied before they are changed). Returns what was done.
+
+    `volatile_system_blocks`: how many trailing system blocks change on every call (moved there on purpose);
+    the stable breakpoint goes before them."""
     slots = slots_of(req)
     result = Plan()
     if not slots:
@@ -71,7 +74,10 @@ def plan(req: ChatRequest, profile: CacheProfile, stable_ttl: str = "5m") -> Pla
     if budget <= 0:
         return result
 
-    last_stable = max((i for i, s in enumerate(slots) if s.section in ("tools", "system")), default=-1)
+    stable_slots = [i for i, s in enumerate(slots) if s.section in ("tools", "system")]
+    if volatile_system_blocks:
+        stable_slots = stable_slots[:-volatile_system_blocks]
+    last_stable = max(stable_slots, default=-1)
     last_tool = max((i for i, s in enumerate(slots) if s.section == "tools"), default=-1)
     tail = len(slots) - 1 if slots[-1].section == "messages" else -1
     wanted: list[tuple[int, str]] = []  # (position, ttl), in priority order

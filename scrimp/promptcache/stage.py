@@ -50,13 +50,14 @@ class PromptCacheStage:
     def _plan_anthropic(self, call: Call, model: str, feature: str) -> None:
         req = call.request
         profile = self.profiles.for_model("anthropic", model)
-        if self.move_volatile and req.system:
-            self._move_volatile(call)
-        stable = hashlib.sha256((req.system_text() + "".join(t.get("name", "") for t in req.tools)).encode())
+        volatile = self._move_volatile(call) if self.move_volatile and req.system else 0
+        stable_system = req.system[: len(req.system) - volatile]
+        stable = hashlib.sha256(("".join(b.get("text", "") for b in stable_system)
+                                 + "".join(t.get("name", "") for t in req.tools)).encode())
         key = f"{call.attribution.tenant}/{feature}/{model}/{stable.hexdigest()[:16]}"
         self.ttl.observe(key)
         ttl = self.ttl.choose(key, profile)
-        result = plan(req, profile, stable_ttl=ttl)
+        result = plan(req, profile, stable_ttl=ttl, volatile_system_blocks=volatile)
         if result.added:
             call.decisions["prompt_cache"] = "planned" if result.client == 0 else "augmented"
             call.decisions["breakpoints"] = len(result.added)
@@ -64,8 +65,9 @@ class PromptCacheStage:
             if result.client == 0 and call.saving_stage is None:
                 call.saving_stage = self.name
 
-    def _move_volatile(self, call: Call) -> None:
-        """Keep timestamps and ids out of the cached prefix: they go to a last, uncached system block."""
+    def _move_volatile(self, call: Call) -> int:
+        """Keep timestamps and ids out of the cached prefix: they go to a last, uncached system block.
+        Returns how many such blocks were added (0 or 1)."""
         req = call.request
         moved = []
         blocks = []
@@ -80,6 +82,8 @@ class PromptCacheStage:
         if moved:
             req.system = blocks + [{"type": "text", "text": "\n".join(moved)}]
             call.decisions["moved_volatile"] = len(moved)
+            return 1
+        return 0
 
     def _key_openai(self, call: Call, model: str, feature: str) -> None:
         profile = self.profiles.for_model("openai", model)
