@@ -15,8 +15,10 @@ import click
               show_default=True)
 @click.option("--since", default=None, help="7d, 12h, or a date (2026-11-01).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
+@click.option("--prompt-cache", is_flag=True, help="Per feature: prompt-cache hit ratio, write cost vs read "
+              "savings, and what keeps busting the cache.")
 def usage(db: str | None, dsn: str | None, config_path: str | None, by: str, since: str | None,
-          as_json: bool) -> None:
+          as_json: bool, prompt_cache: bool) -> None:
     """Roll the ledger up by feature, model, user, tenant or day."""
     from pathlib import Path
 
@@ -37,7 +39,11 @@ def usage(db: str | None, dsn: str | None, config_path: str | None, by: str, sin
             raise click.ClickException(f"no ledger at {path}: run the gateway first, or pass --db/--dsn")
         store = SQLiteLedger(path)
     try:
-        rows = rollup(store, by, parse_since(since))
+        since_ts = parse_since(since)
+        if prompt_cache:
+            _prompt_cache(store, since_ts, as_json)
+            return
+        rows = rollup(store, by, since_ts)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     totals = {k: sum(r[k] for r in rows) for k in ("calls", "cost_usd", "baseline_usd", "saved_usd",
@@ -55,3 +61,27 @@ def usage(db: str | None, dsn: str | None, config_path: str | None, by: str, sin
         pct = 100 * r["saved_usd"] / r["baseline_usd"] if r["baseline_usd"] else 0.0
         click.echo(f"{str(r[by])[:23]:<24}{r['calls']:>8}{r['cost_usd']:>12.4f}{r['saved_usd']:>12.4f}{pct:>8.1f}%"
                    f"{r['input_tokens']:>11}{r['output_tokens']:>10}{r['cache_hits']:>7}")
+
+
+def _prompt_cache(store, since: float | None, as_json: bool) -> None:
+    from scrimp.promptcache.report import prompt_cache_report
+
+    rows = prompt_cache_report(store, since)
+    if as_json:
+        click.echo(json.dumps({"prompt_cache": rows}, indent=2))
+        return
+    if not rows:
+        click.echo("no provider calls recorded in that period")
+        return
+    header = (f"{'feature':<20}{'calls':>7}{'hit ratio':>10}{'read tok':>11}{'write tok':>11}"
+              f"{'write +$':>10}{'read -$':>10}{'net $':>10}")
+    click.echo(header)
+    click.echo("-" * len(header))
+    for r in rows:
+        click.echo(f"{r['feature'][:19]:<20}{r['calls']:>7}{100 * r['hit_ratio']:>9.1f}%{r['cache_read_tokens']:>11}"
+                   f"{r['cache_write_tokens']:>11}{r['write_premium_usd']:>10.4f}{r['read_savings_usd']:>10.4f}"
+                   f"{r['net_saving_usd']:>10.4f}")
+    for r in rows:
+        for kind, b in r["busters"].items():
+            click.echo(f"cache buster in {r['feature']}: {kind} ({b['count']} calls, e.g. {b['example']!r}) "
+                       f"kept {b['tokens_lost']} tokens out of the cache, ~${b['cost_usd']:.4f}")

@@ -94,7 +94,7 @@ class LedgerStage:
                 "input_tokens": usage.input, "output_tokens": usage.output, "cache_read_tokens": usage.cache_read,
                 "cache_write_5m_tokens": usage.cache_write_5m, "cache_write_1h_tokens": usage.cache_write_1h,
                 "reasoning_tokens": usage.reasoning, "cost_usd": cost, "baseline_usd": baseline,
-                "saved_usd": baseline - cost, "saving_stage": call.saving_stage if baseline - cost > 0 else None,
+                "saved_usd": baseline - cost, "saving_stage": call.saving_stage,
                 "cache": call.decisions.get("cache", "miss"),
                 "decisions": orjson.dumps(decisions, default=str).decode(),
                 "latency_ms": (now - call.started) * 1000,

@@ -63,7 +63,7 @@ class PromptCacheStage:
             call.decisions["breakpoints"] = len(result.added)
             call.decisions["cache_ttl"] = ttl
             if result.client == 0 and call.saving_stage is None:
-                call.saving_stage = self.name
+                call.saving_stage = self.name  # its first call pays a write premium: a negative saving, recorded
 
     def _move_volatile(self, call: Call) -> int:
         """Keep timestamps and ids out of the cached prefix: they go to a last, uncached system block.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import anthropic
 import openai
 import pytest
@@ -37,7 +39,7 @@ def test_agent_loop_reads_its_prefix_from_cache_after_the_first_turn(gateway):
     url, app = gateway
     usages = agent_turns(url, 4)
     assert usages[0].cache_creation_input_tokens > 4000 and usages[0].cache_read_input_tokens == 0
-    for prev, cur in zip(usages, usages[1:], strict=False):
+    for prev, cur in itertools.pairwise(usages):
         # Everything the previous turn sent is read; only the new turn is written.
         assert cur.cache_read_input_tokens == prev.cache_read_input_tokens + prev.cache_creation_input_tokens
         assert cur.cache_creation_input_tokens < 100
@@ -109,3 +111,25 @@ async def test_stage_sets_the_same_key_for_the_same_feature():
         req = ChatRequest(model="gpt-4o", messages=[{"role": "user", "content": [{"type": "text", "text": "x"}]}])
         await pipe(Call(req, Attribution(tenant="t1", feature=feature)))
     assert seen[0] == seen[1] != seen[2] and seen[0].startswith("scrimp-")
+
+
+def test_usage_reports_hit_ratio_savings_and_busters(gateway, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from scrimp.cli import main
+
+    url, app = gateway
+    agent_turns(url, 4)
+    agent_turns(url, 2, system=stamped, feature="stamped")
+    app.state.gateway.ctx.shared["ledger"].flush()
+    result = CliRunner().invoke(main, ["usage", "--db", str(tmp_path / "l.db"), "--prompt-cache", "--json"])
+    assert result.exit_code == 0, result.output
+    by = {r["feature"]: r for r in json.loads(result.output)["prompt_cache"]}
+    agent = by["agent"]
+    assert agent["hit_ratio"] > 0.7  # 3 of 4 turns read everything the turn before sent
+    assert agent["read_savings_usd"] > agent["write_premium_usd"] > 0 and agent["net_saving_usd"] > 0
+    assert by["stamped"]["busters"]["timestamp"]["count"] == 1 and by["stamped"]["hit_ratio"] == 0
+    table = CliRunner().invoke(main, ["usage", "--db", str(tmp_path / "l.db"), "--prompt-cache"])
+    assert "cache buster in stamped: timestamp" in table.output
