@@ -21,6 +21,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/sim_throughput.py
 	$(PY) bench/gateway_overhead.py
+	$(PY) bench/promptcache_agent.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check scrimp tests bench
