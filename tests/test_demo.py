@@ -15,7 +15,8 @@ def test_demo_saves_without_losing_quality():
     assert report["scrimp_quality"] == report["direct_quality"]
     direct_calls, scrimp_calls = report["provider_calls"]
     assert scrimp_calls < direct_calls
-    assert report["levers"]["exact_cache"] > 0
+    assert report["levers"]["exact_cache"] > 0 and report["levers"]["prompt_cache"] > 0
+    assert report["prompt_cache_hit_ratio"] > 0.8
     assert any("saving per lever" in line for line in lines)
 
 

@@ -99,6 +99,9 @@ def run(progress: bool = True, out: Callable[[str], None] = print) -> dict[str, 
                 store = app.state.gateway.ctx.shared["ledger"]
                 store.flush()
                 rows = store.query("SELECT feature, cost_usd, saved_usd, saving_stage, cache FROM calls")
+                from scrimp.promptcache.report import prompt_cache_report
+
+                prompt_cache = {r["feature"]: r for r in prompt_cache_report(store)}
             via.provider_calls = sim.counters.snapshot()["totals"]["requests"]
     # The scrimp run's costs come from its ledger (what scrimp would bill), not from the answers' usage.
     via.cost = sum(r[1] for r in rows)
@@ -110,6 +113,12 @@ def run(progress: bool = True, out: Callable[[str], None] = print) -> dict[str, 
             via.saving_by_lever[stage] += saved
             via.hits_by_lever[stage] += 1
     report = _report(calls, direct, via)
+    agent = prompt_cache.get("agent")
+    if agent:
+        line = (f"prompt cache (agent loop): {100 * agent['hit_ratio']:.1f}% of cacheable input tokens read from cache; "
+                f"writes cost +${agent['write_premium_usd']:.4f}, reads saved ${agent['read_savings_usd']:.4f}")
+        report["lines"].append(line)
+        report["prompt_cache_hit_ratio"] = agent["hit_ratio"]
     for line in report["lines"]:
         out(line)
     return report
