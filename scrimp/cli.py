@@ -20,6 +20,7 @@ def _register() -> None:
         ("scrimp.serve_cli", "serve"),
         ("scrimp.usage_cli", "usage"),
         ("scrimp.demo.cli", "demo"),
+        ("scrimp.cache_cli", "cache"),
     ]:
         try:
             mod = importlib.import_module(module)

@@ -17,14 +17,19 @@ def client_key(headers: Headers) -> str:
     return headers.get("x-api-key", "").strip()
 
 
-def attribute(headers: Headers, req: ChatRequest) -> Attribution:
-    meta = req.metadata if isinstance(req.metadata, dict) else {}
-    tenant = headers.get("x-scrimp-tenant") or _str(meta.get("tenant"))
+def tenant_of(headers: Headers, meta: dict | None = None) -> str:
+    tenant = headers.get("x-scrimp-tenant") or _str((meta or {}).get("tenant"))
     if not tenant:
         # No tenant named: derive it from the caller's credentials (a hash, never the key itself), so two
         # callers never share cached answers unless configured to.
         key = client_key(headers)
         tenant = "key-" + hashlib.sha256(key.encode()).hexdigest()[:16] if key else "anonymous"
+    return tenant
+
+
+def attribute(headers: Headers, req: ChatRequest) -> Attribution:
+    meta = req.metadata if isinstance(req.metadata, dict) else {}
+    tenant = tenant_of(headers, meta)
     user = headers.get("x-scrimp-user") or req.user or _str(meta.get("user_id"))
     feature = headers.get("x-scrimp-feature") or _str(meta.get("feature"))
     return Attribution(tenant=tenant, user=user, feature=feature)

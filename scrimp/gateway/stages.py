@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "ledger": "scrimp.ledger.stage:build",
     "exact_cache": "scrimp.cache.exact:build",
+    "semantic_cache": "scrimp.cache.semantic.stage:build",
     "prompt_cache": "scrimp.promptcache.stage:build",
 }
 

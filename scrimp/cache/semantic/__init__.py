@@ -1,0 +1,1 @@
+"""Semantic response cache: paraphrases answered once, near-misses rejected, error rate calibrated."""

@@ -1,0 +1,119 @@
+"""Nearest-neighbour search over one namespace's vectors (unit rows, so dot product = cosine).
+
+Exact search is a matrix-vector product: exact, no build cost, and fastest while a namespace is small.
+Past `hnsw_from` entries (chosen by bench/semcache_latency.py) an HNSW graph (usearch) answers in
+logarithmic time. `AutoIndex` starts exact and moves to HNSW when the namespace grows past that size."""
+
+from __future__ import annotations
+
+import numpy as np
+
+DIM = 384
+
+
+class ExactIndex:
+    def __init__(self, dim: int = DIM) -> None:
+        self.dim = dim
+        self._vecs = np.zeros((0, dim), np.float32)
+        self._ids = np.zeros(0, np.int64)
+        self._n = 0
+        self._row: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return self._n
+
+    def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        need = self._n + len(ids)
+        if need > len(self._vecs):  # grow geometrically: amortised O(1) appends
+            cap = max(need, 2 * len(self._vecs), 64)
+            self._vecs = np.resize(self._vecs, (cap, self.dim))
+            self._ids = np.resize(self._ids, cap)
+        self._vecs[self._n:need] = vecs
+        self._ids[self._n:need] = ids
+        for i, entry_id in enumerate(ids, start=self._n):
+            self._row[int(entry_id)] = i
+        self._n = need
+
+    def remove(self, entry_id: int) -> None:
+        row = self._row.pop(int(entry_id), None)
+        if row is None:
+            return
+        last = self._n - 1
+        if row != last:  # move the last row into the hole
+            self._vecs[row] = self._vecs[last]
+            self._ids[row] = self._ids[last]
+            self._row[int(self._ids[row])] = row
+        self._n = last
+
+    def search(self, vec: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        if self._n == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        sims = self._vecs[:self._n] @ vec
+        k = min(k, self._n)
+        top = np.argpartition(-sims, k - 1)[:k] if k < self._n else np.arange(self._n)
+        top = top[np.argsort(-sims[top])]
+        return self._ids[top].copy(), sims[top]
+
+    def items(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._ids[:self._n].copy(), self._vecs[:self._n].copy()
+
+
+class HnswIndex:
+    def __init__(self, dim: int = DIM, connectivity: int = 16, expansion_add: int = 128,
+                 expansion_search: int = 64) -> None:
+        from usearch.index import Index
+
+        self.dim = dim
+        self._index = Index(ndim=dim, metric="ip", dtype="f32", connectivity=connectivity,
+                            expansion_add=expansion_add, expansion_search=expansion_search)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        if len(ids):
+            self._index.add(np.asarray(ids, np.uint64), np.ascontiguousarray(vecs, np.float32))
+
+    def remove(self, entry_id: int) -> None:
+        if int(entry_id) in self._index:
+            self._index.remove(int(entry_id))
+
+    def search(self, vec: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        if len(self._index) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        m = self._index.search(np.asarray(vec, np.float32), k)
+        ids = np.asarray(m.keys, np.int64).reshape(-1)
+        sims = (1.0 - np.asarray(m.distances, np.float32)).reshape(-1)  # usearch "ip" distance = 1 - dot
+        return ids, sims
+
+
+class AutoIndex:
+    """Exact while small, HNSW once the namespace passes `hnsw_from` entries."""
+
+    def __init__(self, hnsw_from: int = 50_000, dim: int = DIM) -> None:
+        self.hnsw_from = hnsw_from
+        self._impl: ExactIndex | HnswIndex = ExactIndex(dim)
+        self.max_id = 0  # newest entry loaded (shared stores re-read rows past it)
+
+    @property
+    def kind(self) -> str:
+        return "hnsw" if isinstance(self._impl, HnswIndex) else "exact"
+
+    def __len__(self) -> int:
+        return len(self._impl)
+
+    def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        self.max_id = max(self.max_id, int(np.max(ids)))
+        self._impl.add(ids, vecs)
+        if isinstance(self._impl, ExactIndex) and len(self._impl) >= self.hnsw_from:
+            old_ids, old_vecs = self._impl.items()
+            self._impl = HnswIndex(self._impl.dim)
+            self._impl.add(old_ids, old_vecs)
+
+    def remove(self, entry_id: int) -> None:
+        self._impl.remove(entry_id)
+
+    def search(self, vec: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        return self._impl.search(vec, k)

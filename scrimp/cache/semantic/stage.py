@@ -1,0 +1,218 @@
+"""The semantic-cache pipeline stage (after the exact cache).
+
+Eligible: a final user turn of plain text, no tool results pending, one choice, temperature unset or 0
+(a feature's policy may allow any temperature), and the feature not switched off. A hit answers with the
+cached response and says so: `x-scrimp-cache: semantic`, `x-scrimp-cache-entry`, `-similarity`, `-score`.
+`POST /v1/scrimp/cache/feedback` lets a client mark a cached answer wrong: the entry goes, the pair is
+kept as a label for `scrimp cache train`."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from scrimp import pricing
+from scrimp.cache.exact import _strip_cache_control, _tenant_slug, decode, encode
+from scrimp.cache.semantic.batcher import BatchingEmbedder
+from scrimp.cache.semantic.cache import SemanticCache
+from scrimp.cache.semantic.model import load_model
+from scrimp.cache.semantic.normalize import normalize
+from scrimp.cache.semantic.store import open_store
+from scrimp.canonical import ChatRequest, ChatResponse
+from scrimp.gateway.stages import GatewayContext
+from scrimp.pipeline import Call, Next, Reply, StreamEvent
+
+log = logging.getLogger("scrimp.semantic_cache")
+
+
+def namespace(tenant: str, feature: str, model: str, req: ChatRequest) -> str:
+    """Everything but the final question, which must match exactly for a cached answer to be right."""
+    material = {
+        "feature": feature, "model": model, "system": _strip_cache_control(req.system),
+        "history": [{"role": m["role"], "content": _strip_cache_control(m["content"])} for m in req.messages[:-1]],
+        "tools": _strip_cache_control(req.tools), "tool_choice": req.tool_choice,
+        "response_format": req.response_format, "max_tokens": req.max_tokens, "stop": req.stop,
+        "extra": req.extra,
+    }
+    digest = hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+    return f"{_tenant_slug(tenant)}:{digest}"
+
+
+def final_question(req: ChatRequest) -> str | None:
+    """The final user turn's text, or None when the request is not a plain question."""
+    if not req.messages or req.messages[-1]["role"] != "user":
+        return None
+    blocks = req.messages[-1]["content"]
+    if any(b.get("type") != "text" for b in blocks):  # tool results, images: not a cacheable question
+        return None
+    text = normalize("\n".join(b.get("text", "") for b in blocks))
+    return text or None
+
+
+class SemanticCacheStage:
+    name = "semantic_cache"
+    RECENT_HITS = 10_000
+
+    def __init__(self, cache: SemanticCache, *, ttl_s: float = 86_400.0, features: dict[str, Any] | None = None,
+                 enabled: bool = True) -> None:
+        self.cache = cache
+        self.ttl_s = ttl_s
+        self.features = features or {}  # feature -> {"enabled", "any_temperature", "ttl_s", "max_false_hit"}
+        self.enabled = enabled
+        self.embedder = BatchingEmbedder(cache.model)
+        self._recent: OrderedDict[tuple[str, int], str] = OrderedDict()  # (tenant, entry id) -> question asked
+        self._pending: set[asyncio.Task] = set()
+        self._thresholds: dict[str, float] = {}
+
+    def _policy(self, call: Call) -> dict[str, Any]:
+        return self.features.get(call.attribution.feature or "", {})
+
+    def eligible(self, call: Call) -> bool:
+        policy = self._policy(call)
+        if not policy.get("enabled", self.enabled):
+            return False
+        req = call.request
+        if req.n != 1:
+            return False
+        return policy.get("any_temperature", False) or not req.temperature
+
+    async def handle(self, call: Call, next: Next) -> Reply:
+        question = final_question(call.request) if self.eligible(call) else None
+        if question is None:
+            return await next(call)
+        tenant, feature = call.attribution.tenant, call.attribution.feature or ""
+        ns = namespace(tenant, feature, call.requested_model, call.request)
+        vector = None
+        if "no-cache" not in call.cache_control:
+            vector = await self.embedder.embed(question)
+            hit, _ = await asyncio.to_thread(self.cache.lookup, ns, question, vector,
+                                             self._threshold(call))
+            if hit is not None:
+                resp, cost = decode(hit.entry.response)
+                call.decisions.update(cache="semantic", cached_cost_usd=cost, semantic_entry=hit.entry.id,
+                                      semantic_similarity=round(hit.similarity, 4))
+                call.saving_stage = self.name
+                self._remember(tenant, hit.entry.id, question)
+                return Reply(response=resp, served_model=resp.model, served_provider="cache",
+                             headers={"x-scrimp-cache-entry": str(hit.entry.id),
+                                      "x-scrimp-cache-similarity": f"{hit.similarity:.4f}",
+                                      "x-scrimp-cache-score": f"{hit.score:.4f}"})
+        call.decisions.setdefault("cache", "miss")
+        reply = await next(call)
+        if "no-store" in call.cache_control:
+            return reply
+        ttl = float(self._policy(call).get("ttl_s", self.ttl_s))
+        store = (tenant, ns, feature, question, vector, ttl)
+        if reply.stream is None:
+            if reply.response is not None:
+                self._store_later(store, reply, reply.response)
+            return reply
+        reply.stream = self._store_when_done(store, reply, reply.stream)
+        return reply
+
+    def _threshold(self, call: Call) -> float | None:
+        """A feature's own false-hit target maps to its own threshold (from the model's calibration curve)."""
+        target = self._policy(call).get("max_false_hit")
+        if target is None:
+            return None
+        return self.cache.model.threshold_for(float(target))
+
+    def _remember(self, tenant: str, entry_id: int, question: str) -> None:
+        self._recent[(tenant, entry_id)] = question
+        if len(self._recent) > self.RECENT_HITS:
+            self._recent.popitem(last=False)
+
+    def _store_later(self, store: tuple, reply: Reply, resp: ChatResponse) -> None:
+        # the client does not wait for the write (an embedding, a row): it runs after the answer is out
+        task = asyncio.get_running_loop().create_task(self._store(store, reply, resp))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _store(self, store: tuple, reply: Reply, resp: ChatResponse) -> None:
+        tenant, ns, feature, question, vector, ttl = store
+        if resp.stop_reason not in ("end_turn", "stop_sequence", "tool_use") or not resp.content:
+            return  # a truncated or empty answer is not one to serve again
+        try:
+            cost = pricing.cost(reply.served_model, reply.served_provider or None, resp.usage)
+        except pricing.UnknownPrice:
+            cost = 0.0
+        try:
+            if vector is None:
+                vector = await self.embedder.embed(question)
+            await asyncio.to_thread(self.cache.insert, tenant, ns, feature, question, vector, encode(resp, cost),
+                                    cost, ttl)
+        except Exception:
+            log.exception("semantic cache: storing an entry failed")
+
+    async def _store_when_done(self, store: tuple, reply: Reply,
+                               stream: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+        async for event in stream:
+            if event.kind == "done" and event.response is not None:
+                self._store_later(store, reply, event.response)
+            yield event
+
+    async def drain(self) -> None:
+        """Wait for pending writes (tests and graceful stop)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    # -- feedback -------------------------------------------------------------------------------
+    async def feedback(self, request: Request) -> JSONResponse:
+        from scrimp.gateway.attribution import tenant_of
+
+        try:
+            body = orjson.loads(await request.body())
+            entry_id = int(body["entry_id"])
+            correct = bool(body.get("correct", False))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return JSONResponse({"error": {"message": "body must be JSON with an integer 'entry_id' and a boolean "
+                                                      "'correct'", "type": "invalid_request_error"}}, status_code=400)
+        tenant = tenant_of(request.headers)
+        asked = body.get("question") or self._recent.get((tenant, entry_id))
+        if correct:
+            entry = await asyncio.to_thread(self.cache.store.get, entry_id)
+            if entry is None or entry.tenant != tenant:
+                return JSONResponse({"error": {"message": f"no cache entry {entry_id}", "type": "not_found_error"}},
+                                    status_code=404)
+            if asked:
+                await asyncio.to_thread(self.cache.store.add_feedback, tenant, entry.feature, entry.query, asked, 1)
+            return JSONResponse({"entry_id": entry_id, "removed": False})
+        removed = await asyncio.to_thread(self.cache.feedback_wrong, tenant, entry_id, asked)
+        if not removed:
+            return JSONResponse({"error": {"message": f"no cache entry {entry_id}", "type": "not_found_error"}},
+                                status_code=404)
+        return JSONResponse({"entry_id": entry_id, "removed": True})
+
+    def routes(self) -> list[Route]:
+        return [Route("/v1/scrimp/cache/feedback", self.feedback, methods=["POST"])]
+
+    async def close(self) -> None:
+        await self.drain()
+        await self.embedder.close()
+        self.cache.store.close()
+
+
+def build(section: dict[str, Any], ctx: GatewayContext) -> SemanticCacheStage:
+    from scrimp.gateway.config import ConfigError
+
+    try:
+        model = load_model(section.get("model"), runtime=section.get("runtime", "onnx"),
+                           remote=section.get("embeddings"))
+    except ValueError as exc:
+        raise ConfigError(f"stages.semantic_cache.model: {exc}") from exc
+    if "threshold" in section:
+        model.threshold = float(section["threshold"])
+    if "max_false_hit" in section:
+        model.threshold = model.threshold_for(float(section["max_false_hit"]))
+    cache = SemanticCache(open_store(section), model, hnsw_from=int(section.get("hnsw_from", 50_000)))
+    return SemanticCacheStage(cache, ttl_s=float(section.get("ttl_s", 86_400)), features=section.get("features"),
+                              enabled=bool(section.get("enabled", True)))
