@@ -86,7 +86,8 @@ class ExactCacheStage:
                 return Reply(response=resp, served_model=resp.model, served_provider="cache")
         call.decisions.setdefault("cache", "miss")
         reply = await next(call)
-        if "no-store" in call.cache_control:
+        if "no-store" in call.cache_control or reply.served_provider == "cache":
+            # a later stage's cached answer (semantic) is not copied here: feedback removing it must stick
             return reply
         ttl = float(self.features.get(call.attribution.feature or "", {}).get("ttl_s", self.ttl_s))
         if reply.stream is None:

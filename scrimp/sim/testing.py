@@ -25,7 +25,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(app: Any, *, port: int | None = None, log_level: str = "warning") -> Iterator[str]:
+def serve_app(app: Any, *, port: int | None = None, log_level: str = "warning",
+              start_timeout_s: float = 120) -> Iterator[str]:
     """Serve `app` until the block ends; yields its base URL (no trailing slash)."""
     port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, lifespan="auto",
@@ -33,7 +34,7 @@ def serve_app(app: Any, *, port: int | None = None, log_level: str = "warning") 
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn:{port}", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + start_timeout_s  # a first start may export a model
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError(f"server on port {port} did not start")

@@ -22,7 +22,7 @@ def export(model_dir: str | Path, out_path: str | Path) -> Path:
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    bert = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
+    bert = AutoModel.from_pretrained(str(model_dir), local_files_only=True, attn_implementation="eager").eval()
 
     class Encoder(torch.nn.Module):  # keyword call: the HF forward's positional order is not stable
         def __init__(self) -> None:
@@ -35,7 +35,7 @@ def export(model_dir: str | Path, out_path: str | Path) -> Path:
 
     model = Encoder().eval()
     dummy = torch.ones((1, 8), dtype=torch.long)
-    tmp = out_path.with_suffix(".onnx.tmp")
+    tmp = out_path.with_suffix(f".tmp{os.getpid()}.onnx")
     with torch.no_grad():
         torch.onnx.export(
             model, (dummy, dummy, torch.zeros_like(dummy)), str(tmp), dynamo=False,

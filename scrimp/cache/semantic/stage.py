@@ -139,8 +139,8 @@ class SemanticCacheStage:
 
     async def _store(self, store: tuple, reply: Reply, resp: ChatResponse) -> None:
         tenant, ns, feature, question, vector, ttl = store
-        if resp.stop_reason not in ("end_turn", "stop_sequence", "tool_use") or not resp.content:
-            return  # a truncated or empty answer is not one to serve again
+        if resp.stop_reason not in ("end_turn", "stop_sequence", "tool_use", "max_tokens") or not resp.content:
+            return  # an empty or failed answer is not one to serve again (max_tokens is in the namespace)
         try:
             cost = pricing.cost(reply.served_model, reply.served_provider or None, resp.usage)
         except pricing.UnknownPrice:
@@ -194,6 +194,10 @@ class SemanticCacheStage:
 
     def routes(self) -> list[Route]:
         return [Route("/v1/scrimp/cache/feedback", self.feedback, methods=["POST"])]
+
+    async def start(self) -> None:
+        # load (and on first use export) the embedder now, not on the first request
+        await asyncio.to_thread(self.cache.model.embed, ["warm up"])
 
     async def close(self) -> None:
         await self.drain()
