@@ -27,10 +27,8 @@ def ask(gw, text, *, tenant="acme", model="gpt-4o-mini", system=None, stream=Fal
 
 
 def test_paraphrases_hit_and_the_ledger_records_the_saving(sgw):
-    stored = 0
-    for first_q, second_q in PARAPHRASES:
+    for stored, (first_q, second_q) in enumerate(PARAPHRASES, start=1):
         first = ask(sgw, first_q)
-        stored += 1
         sgw.wait_stored(stored)
         calls = sgw.sim_calls()
         second = ask(sgw, second_q)
