@@ -25,6 +25,9 @@ class ModelSpec:
     upstream_name: str | None = None  # the provider's name for it, when different
     fallbacks: list[str] = field(default_factory=list)
     max_tokens_field: str = "max_tokens"  # o-series / gpt-5 models want "max_completion_tokens"
+    # request parameters the model refuses (dropped before sending, e.g. temperature for reasoning models;
+    # "temperature+top_p" drops top_p when both are set, as recent Claude models require)
+    rejects: list[str] = field(default_factory=list)
 
     @property
     def remote_name(self) -> str:
@@ -99,7 +102,7 @@ def _tname(t: type | tuple[type, ...]) -> str:
 
 _MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str, "provider": str, "base_url": str, "api_key": str, "tier": str, "upstream_name": str,
-    "fallbacks": list, "max_tokens_field": str}
+    "fallbacks": list, "max_tokens_field": str, "rejects": list}
 _UPSTREAM_KEYS: dict[str, type | tuple[type, ...]] = {
     "timeout_s": (int, float), "connect_timeout_s": (int, float), "retries": int, "backoff_s": (int, float),
     "max_backoff_s": (int, float)}

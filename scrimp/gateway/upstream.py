@@ -9,6 +9,7 @@ A stream is retried only before its first byte; once streaming, a failure ends t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -18,7 +19,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from scrimp.canonical import ChatResponse, Usage
+from scrimp.canonical import ChatRequest, ChatResponse, Usage
 from scrimp.formats import anthropic as anthropic_fmt
 from scrimp.formats import openai as openai_fmt
 from scrimp.formats.errors import APIError
@@ -88,7 +89,7 @@ class Upstream:
         return {"authorization": f"Bearer {key}"}
 
     def body(self, spec: ModelSpec, call: Call) -> tuple[str, dict[str, Any]]:
-        req = call.request
+        req = adapt_params(call.request, spec)
         if spec.provider == "anthropic":
             return "/v1/messages", anthropic_fmt.build_request(req, spec.remote_name, stream=req.stream)
         return "/chat/completions", openai_fmt.build_request(req, spec.remote_name, stream=req.stream,
@@ -205,3 +206,24 @@ def _backoff(base: float, cap: float, attempt: int, headers: dict[str, str]) -> 
         except ValueError:
             pass
     return min(cap, base * 2**attempt) * (0.5 + random.random() / 2)
+
+
+_ADAPTABLE = {"temperature", "top_p", "seed", "stop"}
+
+
+def adapt_params(req: ChatRequest, spec: ModelSpec) -> ChatRequest:
+    """Drop what this model refuses, so a request routed (or fallen back) to it is not answered with a 400.
+    The max-tokens field name is adapted at rendering (`max_tokens_field`)."""
+    drop: dict[str, Any] = {}
+    for rule in spec.rejects:
+        keys = rule.split("+")
+        if len(keys) > 1:  # refuses the combination: keep the first, drop the rest
+            if all(getattr(req, k, None) not in (None, []) for k in keys):
+                drop.update({k: None for k in keys[1:]})
+        elif rule in _ADAPTABLE and getattr(req, rule, None) not in (None, []):
+            drop[rule] = None
+    if not drop:
+        return req
+    if "stop" in drop:
+        drop["stop"] = []
+    return dataclasses.replace(req, **drop)

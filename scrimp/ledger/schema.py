@@ -32,11 +32,30 @@ COLUMNS = [
 ]
 NAMES = [name for name, _ in COLUMNS]
 
+# Other tables the ledger keeps: notable events (a drift guard tripping, ...) and shadow evaluations
+# (a route's other model answering the same request in the background, and the score of the pair).
+TABLES: dict[str, list[tuple[str, str]]] = {
+    "calls": COLUMNS,
+    "events": [("ts", "DOUBLE PRECISION NOT NULL"), ("kind", "TEXT NOT NULL"), ("route", "TEXT"),
+               ("tenant", "TEXT"), ("feature", "TEXT"), ("detail", "TEXT")],
+    "shadow": [("ts", "DOUBLE PRECISION NOT NULL"), ("request_id", "TEXT NOT NULL"), ("route", "TEXT NOT NULL"),
+               ("tenant", "TEXT"), ("feature", "TEXT"), ("prompt", "TEXT NOT NULL"),
+               ("cheap_model", "TEXT NOT NULL"), ("strong_model", "TEXT NOT NULL"), ("served", "TEXT NOT NULL"),
+               ("cheap_answer", "TEXT"), ("strong_answer", "TEXT"), ("score", "DOUBLE PRECISION"),
+               ("scorer", "TEXT"), ("cost_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0")],
+}
+
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [
         "CREATE TABLE IF NOT EXISTS calls (" + ", ".join(f"{n} {t}" for n, t in COLUMNS) + ")",
         "CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts)",
         "CREATE INDEX IF NOT EXISTS calls_tenant_feature ON calls (tenant, feature)",
         "CREATE INDEX IF NOT EXISTS calls_request ON calls (request_id)",
+    ]),
+    (2, [
+        "CREATE TABLE IF NOT EXISTS events (" + ", ".join(f"{n} {t}" for n, t in TABLES["events"]) + ")",
+        "CREATE INDEX IF NOT EXISTS events_ts ON events (ts)",
+        "CREATE TABLE IF NOT EXISTS shadow (" + ", ".join(f"{n} {t}" for n, t in TABLES["shadow"]) + ")",
+        "CREATE INDEX IF NOT EXISTS shadow_route ON shadow (route, ts)",
     ]),
 ]

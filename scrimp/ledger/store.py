@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from scrimp.ledger.schema import MIGRATIONS, NAMES
+from scrimp.ledger.schema import MIGRATIONS, TABLES
 
 log = logging.getLogger("scrimp.ledger")
 _STOP = object()
@@ -59,11 +59,13 @@ class LedgerStore:
             self._thread = threading.Thread(target=self._run, args=(conn,), name="scrimp-ledger", daemon=True)
             self._thread.start()
 
-    def write(self, row: dict[str, Any]) -> None:
-        """Queue a row; returns at once."""
+    def write(self, row: dict[str, Any], table: str = "calls") -> None:
+        """Queue a row (for `calls`, `events` or `shadow`); returns at once."""
+        if table not in TABLES:
+            raise ValueError(f"no ledger table {table!r}")
         if self._thread is None:
             self.start()
-        self._queue.put(row)
+        self._queue.put((table, row))
 
     def flush(self) -> None:
         """Block until every queued row is written."""
@@ -80,11 +82,13 @@ class LedgerStore:
         self._thread = None
 
     def _run(self, conn: Any) -> None:
-        sql = f"INSERT INTO calls ({', '.join(NAMES)}) VALUES ({', '.join([self.placeholder] * len(NAMES))})"
+        sql = {table: f"INSERT INTO {table} ({', '.join(n for n, _ in cols)}) "
+                      f"VALUES ({', '.join([self.placeholder] * len(cols))})" for table, cols in TABLES.items()}
         stop = False
         while not stop:
             item = self._queue.get()
-            batch, waiters = [], []
+            batch: dict[str, list[tuple]] = {}
+            waiters = []
             deadline = time.monotonic() + self.batch_window_s
             while True:
                 if item is _STOP:
@@ -92,8 +96,9 @@ class LedgerStore:
                 elif isinstance(item, threading.Event):
                     waiters.append(item)
                 else:
-                    batch.append(tuple(item.get(n) for n in NAMES))
-                if stop or waiters or len(batch) >= self.batch_size:
+                    table, row = item
+                    batch.setdefault(table, []).append(tuple(row.get(n) for n, _ in TABLES[table]))
+                if stop or waiters or sum(map(len, batch.values())) >= self.batch_size:
                     break
                 try:
                     item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -101,11 +106,12 @@ class LedgerStore:
                     break
             if batch:
                 try:
-                    conn.cursor().executemany(sql, batch)
+                    for table, rows in batch.items():
+                        conn.cursor().executemany(sql[table], rows)
                     conn.commit()
                 except Exception:
-                    self.failed_rows += len(batch)
-                    log.exception("ledger write failed; %d rows dropped", len(batch))
+                    self.failed_rows += sum(map(len, batch.values()))
+                    log.exception("ledger write failed; %d rows dropped", sum(map(len, batch.values())))
                     try:
                         conn.rollback()
                     except Exception:  # noqa: BLE001, S110 - best effort on a broken connection

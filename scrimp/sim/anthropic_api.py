@@ -144,6 +144,11 @@ def run_message(state: SimState, body: dict[str, Any]) -> tuple[dict[str, Any], 
     if model.provider != "anthropic":
         raise SimError(404, f"model: {body.get('model')}")
     validate(body)
+    for key in model.rejects:
+        both = key.split("+")
+        if all(body.get(k) is not None for k in both):
+            raise invalid(f"{' and '.join(f'`{k}`' for k in both)} cannot "
+                          f"{'both be specified' if len(both) > 1 else 'be specified'} for this model.")
     blocks = cache_blocks(body)
     total = sum(b.tokens for b in blocks)
     if total + body["max_tokens"] > model.context_window:

@@ -40,6 +40,10 @@ class ModelConfig:
     tpm: int = 0  # tokens per minute, 0 = unlimited
     min_cache_tokens: int = 1024  # Anthropic: minimum cacheable prompt length for this model
     dimensions: int = 1536  # embedding models
+    # Request parameters this model refuses with a 400, as real ones do: OpenAI reasoning models refuse
+    # "max_tokens" (they want max_completion_tokens), "temperature" and "top_p"; recent Claude models refuse
+    # "top_p" together with "temperature" (listed as "temperature+top_p").
+    rejects: list[str] = field(default_factory=list)
     faults: Faults = field(default_factory=Faults)
 
 

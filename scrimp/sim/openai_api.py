@@ -161,6 +161,10 @@ def run_completion(state: SimState, body: dict[str, Any]) -> tuple[dict[str, Any
     Shared by the endpoint and the Batch API so batched results equal per-request ones."""
     model = state.model(body.get("model"))
     validate(body)
+    for key in model.rejects:
+        if body.get(key) is not None:
+            hint = " Use 'max_completion_tokens' instead." if key == "max_tokens" else ""
+            raise invalid(f"Unsupported parameter: '{key}' is not supported with this model.{hint}", key)
     tokens = prompt_tokens(body)
     n_prompt = len(tokens)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")

@@ -60,7 +60,12 @@ def test_migrations_are_recorded_once(store):
     store.start()
     store.close()
     store.start()
-    assert store.query("SELECT version FROM scrimp_migrations") == [(1,)]
+    from scrimp.ledger.schema import MIGRATIONS
+
+    assert store.query("SELECT version FROM scrimp_migrations ORDER BY version") == [(v,) for v, _ in MIGRATIONS]
+    store.write({"ts": 1.0, "kind": "drift", "route": "qa", "detail": "{}"}, table="events")
+    store.flush()
+    assert store.query("SELECT kind, route FROM events") == [("drift", "qa")]
 
 
 async def test_a_failing_store_never_fails_the_request(tmp_path):
