@@ -22,8 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scrimp.cache.semantic.index import ExactIndex, HnswIndex  # noqa: E402
-from scrimp.cache.semantic.model import load_model  # noqa: E402
+from scrimp.cache.semantic.index import ExactIndex, HnswIndex
+from scrimp.cache.semantic.model import load_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "semcache" / "qqp_dev.jsonl.gz"
 

@@ -21,6 +21,7 @@ def _register() -> None:
         ("scrimp.usage_cli", "usage"),
         ("scrimp.demo.cli", "demo"),
         ("scrimp.cache_cli", "cache"),
+        ("scrimp.router_cli", "router"),
     ]:
         try:
             mod = importlib.import_module(module)

@@ -19,6 +19,7 @@ REGISTRY: dict[str, str] = {
     "ledger": "scrimp.ledger.stage:build",
     "exact_cache": "scrimp.cache.exact:build",
     "semantic_cache": "scrimp.cache.semantic.stage:build",
+    "router": "scrimp.router.stage:build",
     "prompt_cache": "scrimp.promptcache.stage:build",
 }
 

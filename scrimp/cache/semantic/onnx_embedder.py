@@ -50,7 +50,8 @@ def export(model_dir: str | Path, out_path: str | Path) -> Path:
 class OnnxEmbedder:
     dim = 384
 
-    def __init__(self, model_dir: str | Path, onnx_path: str | Path, batch_size: int = 64) -> None:
+    def __init__(self, model_dir: str | Path, onnx_path: str | Path, batch_size: int = 64, threads: int = 1) -> None:
+        self.threads = threads  # 1 for lookups (tiny inputs); all cores for bulk work (training, eval)
         self.model_dir = Path(model_dir)
         self.onnx_path = Path(onnx_path)
         self.batch_size = batch_size
@@ -71,7 +72,7 @@ class OnnxEmbedder:
             tok.enable_truncation(MAX_TOKENS)
             tok.enable_padding(pad_id=0, pad_token="[PAD]")
             opts = ort.SessionOptions()
-            opts.intra_op_num_threads = 1  # a lookup is tiny: one thread avoids hand-off cost and leaves a core free
+            opts.intra_op_num_threads = self.threads  # a lookup is tiny: one thread avoids hand-off cost
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             self._tokenizer = tok
             self._session = ort.InferenceSession(str(self.onnx_path), opts, providers=["CPUExecutionProvider"])
@@ -79,8 +80,18 @@ class OnnxEmbedder:
     def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
         self._load()
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            out[start:start + self.batch_size] = self._embed_batch(texts[start:start + self.batch_size])
+        # similar lengths together: less padding per batch
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        texts = [texts[i] for i in order]
+        starts = range(0, len(texts), self.batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc="embedding", unit="batch")
+        sorted_out = np.empty_like(out)
+        for start in starts:
+            sorted_out[start:start + self.batch_size] = self._embed_batch(texts[start:start + self.batch_size])
+        out[order] = sorted_out
         return out
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:

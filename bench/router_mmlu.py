@@ -1,0 +1,138 @@
+"""Learned-router benchmark on MMLU (RouteLLM's data: Mixtral-8x7B as the cheap model, GPT-4 as the strong).
+
+Contaminated prompts (in RouteLLM's router training data) are dropped. For each seed: split in halves,
+train on one (features from the prompt text only; not the subject), calibrate the threshold for 95% of
+strong quality on the training half's out-of-fold scores, and evaluate on the other half: APGR, CPT(50%),
+CPT(80%) beside a random router, the oracle and RouteLLM's published best on MMLU; and whether the
+calibrated threshold kept its quality target on the evaluation half.
+
+    .venv/bin/python bench/router_mmlu.py [--data ../shared/data/routing/mmlu] [--seeds 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scrimp.router import metrics
+from scrimp.router.calibrate import calibrate
+from scrimp.router.model import Router, _embedder, featurize, out_of_fold
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routing" / "mmlu"
+CHEAP, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
+ROUTELLM_BEST = {"apgr": 0.603, "cpt50": 0.354}
+
+
+def load(data: Path) -> tuple[list[str], np.ndarray, np.ndarray, int]:
+    contaminated = set()
+    with open(data / "contaminated_prompts.jsonl") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                contaminated.add(row.get("train_prompt") or row.get("prompt") or "")
+    prompts, cheap, strong, dropped = [], [], [], 0
+    csv.field_size_limit(10**7)
+    for path in sorted(data.glob("mmlu_*.csv")):
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row["prompt"] in contaminated:
+                    dropped += 1
+                    continue
+                prompts.append(row["prompt"])
+                cheap.append(row[CHEAP] == "True")
+                strong.append(row[STRONG] == "True")
+    return prompts, np.asarray(cheap, float), np.asarray(strong, float), dropped
+
+
+def features(prompts: list[str]) -> np.ndarray:
+    key = hashlib.sha256("\x1e".join(prompts).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("SCRIMP_CACHE_DIR", Path.home() / ".cache" / "scrimp")) / f"bench-router-{key}.npy"
+    if cache.exists():
+        return np.load(cache)
+    X = featurize(prompts, _embedder(os.cpu_count()), progress=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, X)
+    return X
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--target", type=float, default=0.95)
+    ap.add_argument("--C", type=float, default=0.05)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    prompts, cheap, strong, dropped = load(args.data)
+    t0 = time.perf_counter()
+    X = features(prompts)
+    embed_s = time.perf_counter() - t0
+    runs = []
+    for seed in range(args.seeds):
+        idx = np.random.default_rng(seed).permutation(len(prompts))
+        tr, te = idx[: len(idx) // 2], idx[len(idx) // 2:]
+        t = time.perf_counter()
+        router = Router.fit_features(X[tr], cheap[tr], strong[tr], CHEAP, STRONG, C=args.C)
+        fit_s = time.perf_counter() - t
+        oof = out_of_fold(X[tr], cheap[tr], strong[tr], C=args.C, seed=seed)
+        cal = calibrate(oof, cheap[tr], strong[tr], args.target)
+        p = router.p_from_features(X[te])
+        ours = metrics.summary(p, cheap[te], strong[te])
+        to_cheap = p >= cal.threshold
+        routed_q = float(np.where(to_cheap, cheap[te], strong[te]).mean())
+        runs.append({
+            "seed": seed, **ours, "fit_s": fit_s,
+            "random": metrics.random_summary(cheap[te], strong[te], seed=seed),
+            "oracle": metrics.summary(metrics.oracle_scores(cheap[te], strong[te]), cheap[te], strong[te]),
+            "calibrated": {"threshold": cal.threshold, "expected_strong_share": cal.strong_share,
+                           "strong_share": float(1 - to_cheap.mean()),
+                           "quality_ratio": routed_q / float(strong[te].mean()),
+                           "met": routed_q >= args.target * float(strong[te].mean())}})
+
+    def agg(get):
+        vals = np.asarray([get(r) for r in runs], float)
+        return float(vals.mean()), float(vals.std())
+
+    result = {
+        "examples": len(prompts), "dropped_contaminated": dropped, "seeds": args.seeds,
+        "cheap_quality": float(cheap.mean()), "strong_quality": float(strong.mean()),
+        "router": {k: agg(lambda r, k=k: r[k]) for k in ("apgr", "cpt50", "cpt80")},
+        "random": {k: agg(lambda r, k=k: r["random"][k]) for k in ("apgr", "cpt50", "cpt80")},
+        "oracle": {k: agg(lambda r, k=k: r["oracle"][k]) for k in ("apgr", "cpt50", "cpt80")},
+        "calibrated_95": {"strong_share": agg(lambda r: r["calibrated"]["strong_share"]),
+                          "quality_ratio": agg(lambda r: r["calibrated"]["quality_ratio"]),
+                          "met_on_eval_half": sum(r["calibrated"]["met"] for r in runs)},
+        "routellm_best": ROUTELLM_BEST, "embed_s": embed_s, "fit_s": agg(lambda r: r["fit_s"]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    }
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return
+    print(f"MMLU: {len(prompts)} prompts ({dropped} contaminated dropped); cheap {cheap.mean():.3f}, "
+          f"strong {strong.mean():.3f}; {args.seeds} seeds, train on one half, evaluate on the other")
+    print(f"{'router':<22} {'APGR':>12} {'CPT(50%)':>14} {'CPT(80%)':>14}")
+    for name, key in (("scrimp learned", "router"), ("random", "random"), ("oracle", "oracle")):
+        r = result[key]
+        print(f"{name:<22} {r['apgr'][0]:>6.3f} ±{r['apgr'][1]:.3f} {r['cpt50'][0]:>7.1%} ±{r['cpt50'][1]:.1%} "
+              f"{r['cpt80'][0]:>7.1%} ±{r['cpt80'][1]:.1%}")
+    print(f"{'RouteLLM best (paper)':<22} {ROUTELLM_BEST['apgr']:>6.3f}        {ROUTELLM_BEST['cpt50']:>7.1%}")
+    c = result["calibrated_95"]
+    print(f"threshold for {args.target:.0%} of strong quality (calibrated on the training half): strong share "
+          f"{c['strong_share'][0]:.1%} ±{c['strong_share'][1]:.1%}, quality {c['quality_ratio'][0]:.1%} "
+          f"±{c['quality_ratio'][1]:.1%} of strong; target met on {c['met_on_eval_half']}/{args.seeds} "
+          "evaluation halves")
+    print(f"features {embed_s:.0f} s for {len(prompts)} prompts; fit {result['fit_s'][0]:.1f} s ({result['machine']})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Model routing: the gateway's router stage, and the learned router's training and evaluation."""

@@ -1,0 +1,316 @@
+"""The router stage: per route (a feature, or `default`), choose the model that answers.
+
+Policies: `fixed` (one model), `rules` (rules.py), `learned` (a trained router file: p(cheap is good
+enough) against its calibrated threshold) and `cascade` (cheap first; escalate to the strong model when a
+check fails, both costs in the ledger). A route with `cheap` and `strong` models can also sample shadow
+evaluations (shadow.py) and run a drift guard (drift.py) that sends it back to the strong model when the
+cheap model's measured quality falls below target. Parameters a chosen model refuses are dropped by the
+upstream (`models[].rejects`, `max_tokens_field`).
+
+Place it after the caches (a cache hit needs no model at all) and before prompt_cache (which plans for the
+model actually called)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route as HttpRoute
+
+from scrimp import pricing
+from scrimp.canonical import ChatResponse
+from scrimp.gateway.stages import GatewayContext
+from scrimp.pipeline import Call, Next, Reply, StreamEvent, events_from_response
+from scrimp.router import rules as rules_mod
+from scrimp.router.checks import CHECKS, DEFAULT_CHECKS, first_failure
+from scrimp.router.drift import DriftGuard
+from scrimp.router.shadow import ShadowPolicy, ShadowRunner
+
+log = logging.getLogger("scrimp.router")
+POLICIES = ("fixed", "rules", "learned", "cascade")
+
+
+class RouteConfigError(ValueError):
+    pass
+
+
+@dataclasses.dataclass
+class RouteSpec:
+    name: str
+    policy: str
+    model: str | None = None  # fixed
+    rules: list[rules_mod.Rule] = dataclasses.field(default_factory=list)
+    default: str | None = None  # rules: when none matches (None: the requested model)
+    cheap: str | None = None
+    strong: str | None = None
+    router: Any = None  # learned: a scrimp.router.model.Router
+    threshold: float | None = None  # learned: overrides the router file's calibrated threshold
+    checks: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_CHECKS))
+    verifier: dict[str, Any] = dataclasses.field(default_factory=dict)
+    only_models: list[str] = dataclasses.field(default_factory=list)  # route only requests for these models
+    shadow: ShadowRunner | None = None
+    drift: DriftGuard | None = None
+
+
+def _parse_route(name: str, raw: Any, models: set[str]) -> tuple[RouteSpec, dict[str, Any] | None]:
+    where = f"stages.router.routes.{name}"
+    if not isinstance(raw, dict):
+        raise RouteConfigError(f"{where}: expected a mapping")
+    policy = raw.get("policy")
+    if policy not in POLICIES:
+        raise RouteConfigError(f"{where}.policy: must be one of {', '.join(POLICIES)}, got {policy!r}")
+    known = {"policy", "model", "rules", "default", "cheap", "strong", "router", "threshold", "checks", "verifier",
+             "only_models", "shadow", "drift"}
+    unknown = set(raw) - known
+    if unknown:
+        raise RouteConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
+    for key in ("model", "default", "cheap", "strong"):
+        if raw.get(key) is not None and raw[key] not in models:
+            raise RouteConfigError(f"{where}.{key}: unknown model {raw[key]!r}")
+    spec = RouteSpec(name, policy, model=raw.get("model"), default=raw.get("default"), cheap=raw.get("cheap"),
+                     strong=raw.get("strong"), threshold=raw.get("threshold"),
+                     verifier=dict(raw.get("verifier") or {}), only_models=list(raw.get("only_models") or []))
+    if policy == "fixed" and not spec.model:
+        raise RouteConfigError(f"{where}: the fixed policy needs 'model'")
+    if policy == "rules":
+        raw_rules = raw.get("rules")
+        if not isinstance(raw_rules, list) or not raw_rules:
+            raise RouteConfigError(f"{where}.rules: expected a non-empty list")
+        try:
+            spec.rules = [rules_mod.Rule.parse(r, f"{where}.rules[{i}]", models) for i, r in enumerate(raw_rules)]
+        except rules_mod.RuleError as exc:
+            raise RouteConfigError(str(exc)) from exc
+    if policy in ("learned", "cascade") and not (spec.cheap and spec.strong):
+        raise RouteConfigError(f"{where}: the {policy} policy needs 'cheap' and 'strong'")
+    if policy == "learned":
+        if not raw.get("router"):
+            raise RouteConfigError(f"{where}.router: the learned policy needs a router file (scrimp router train)")
+        spec.router = load_router(raw["router"], where)
+        if spec.threshold is None and getattr(spec.router, "threshold", None) is None:
+            raise RouteConfigError(f"{where}: router {raw['router']} is not calibrated "
+                                   "(scrimp router calibrate) and no threshold is set")
+    if "checks" in raw:
+        bad = [c for c in raw["checks"] if c not in CHECKS]
+        if bad:
+            raise RouteConfigError(f"{where}.checks: unknown {bad} (known: {sorted(CHECKS)})")
+        spec.checks = list(raw["checks"])
+    extras = {k: raw[k] for k in ("shadow", "drift") if k in raw}
+    if extras and not (spec.cheap and spec.strong):
+        raise RouteConfigError(f"{where}: shadow and drift need the route's 'cheap' and 'strong' models")
+    return spec, extras or None
+
+
+def load_router(path: str, where: str) -> Any:
+    from scrimp.router.model import Router
+
+    try:
+        return Router.load(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise RouteConfigError(f"{where}.router: cannot load {path}: {exc}") from exc
+
+
+class RouterStage:
+    name = "router"
+
+    def __init__(self, routes: dict[str, RouteSpec], ledger: Any = None) -> None:
+        self.routes = routes
+        self.ledger = ledger  # the ledger store: shadow results and events go there
+        self.events: list[dict[str, Any]] = []  # recent events, also served at /v1/scrimp/router/status
+
+    # -- choosing ------------------------------------------------------------------------------------
+    def route_for(self, call: Call) -> RouteSpec | None:
+        route = self.routes.get(call.attribution.feature or "") or self.routes.get("default")
+        if route is None or (route.only_models and call.requested_model not in route.only_models):
+            return None
+        return route
+
+    async def decide(self, route: RouteSpec, call: Call) -> tuple[str, dict[str, Any]]:
+        """(model, decision details) for non-cascade policies."""
+        if route.drift is not None and route.drift.tripped:
+            return route.strong or call.requested_model, {"reason": "drift_guard"}
+        if route.policy == "fixed":
+            return route.model or call.requested_model, {}
+        if route.policy == "rules":
+            model, index = rules_mod.choose(route.rules, call, route.default or call.requested_model)
+            return model, {"rule": index}
+        prompt = call.request.final_user_text()
+        p = float((await asyncio.to_thread(route.router.p_cheap_ok, [prompt]))[0])
+        threshold = route.threshold if route.threshold is not None else route.router.threshold
+        return (route.cheap if p >= threshold else route.strong), {"p_cheap_ok": round(p, 4)}
+
+    async def handle(self, call: Call, next: Next) -> Reply:
+        route = self.route_for(call)
+        if route is None:
+            return await next(call)
+        if route.policy == "cascade" and not (route.drift is not None and route.drift.tripped):
+            return await self._cascade(route, call, next)
+        model, details = await self.decide(route, call)
+        self._mark(call, route, model, details)
+        reply = await next(call)
+        return self._after(route, call, reply)
+
+    def _mark(self, call: Call, route: RouteSpec, model: str, details: dict[str, Any]) -> None:
+        call.target_model = model
+        tier = "cheap" if model == route.cheap else "strong" if model == route.strong else model
+        call.decisions.update(route=f"{route.name}:{tier}", routed_model=model, **details)
+        if model != call.requested_model:
+            call.saving_stage = call.saving_stage or self.name
+
+    # -- cascade -----------------------------------------------------------------------------------------
+    async def _cascade(self, route: RouteSpec, call: Call, next: Next) -> Reply:
+        assert route.cheap and route.strong
+        first = dataclasses.replace(call, request=dataclasses.replace(call.request, stream=False),
+                                    target_model=route.cheap, decisions=dict(call.decisions), extra_costs=[])
+        failure: str | None
+        try:
+            attempt = await next(first)
+            resp = attempt.response
+            failure = "no_response" if resp is None else first_failure(route.checks, call.request, resp,
+                                                                       route.verifier)
+        except Exception as exc:  # noqa: BLE001 - the cheap model failing is a reason to escalate
+            attempt, resp, failure = None, None, f"error: {str(exc)[:80]}"
+        if failure is None and attempt is not None and resp is not None:
+            self._mark(call, route, route.cheap, {"cascade": "accepted"})
+            call.decisions.update({k: v for k, v in first.decisions.items() if k not in call.decisions})
+            if call.request.stream:
+                attempt = dataclasses.replace(attempt, response=None, stream=_replay(resp))
+            return self._after(route, call, attempt)
+        # escalate: the cheap attempt's cost is part of this call's cost
+        if resp is not None and attempt is not None:
+            try:
+                cost = pricing.cost(attempt.served_model, attempt.served_provider or None, resp.usage)
+            except pricing.UnknownPrice:
+                cost = 0.0
+            call.extra_costs.append({"model": attempt.served_model, "cost_usd": cost, "reason": failure})
+        self._mark(call, route, route.strong, {"cascade": "escalated", "escalation": failure})
+        reply = await next(call)
+        return self._after(route, call, reply)
+
+    # -- shadow and drift ------------------------------------------------------------------------------------
+    def _after(self, route: RouteSpec, call: Call, reply: Reply) -> Reply:
+        if route.shadow is None or reply.served_provider == "cache":
+            return reply
+        served = call.target_model
+        if served not in (route.cheap, route.strong):
+            return reply
+        other = route.strong if served == route.cheap else route.cheap
+        assert route.cheap and route.strong and other
+
+        def start(resp: ChatResponse) -> None:
+            if route.shadow is not None and route.shadow.maybe_run(call, served, other, route.cheap or "",
+                                                                   route.strong or "", resp):
+                call.decisions["shadow"] = other
+
+        if reply.stream is None:
+            if reply.response is not None:
+                start(reply.response)
+            return reply
+        reply.stream = _on_done(reply.stream, start)
+        return reply
+
+    def on_score(self, route: RouteSpec, score: float, served: str) -> None:
+        # the guard watches the cheap model on the traffic the route gives it
+        if route.drift is None or served != "cheap":
+            return
+        if route.drift.add(score):
+            status = route.drift.status()
+            detail = {"mean": status.mean, "upper": status.upper, "target": status.target,
+                      "samples": status.samples, "now": route.strong}
+            log.warning("drift guard: route %s sends traffic back to %s (cheap-model quality %.3f, upper bound "
+                        "%.3f < target %.3f over %d shadow samples)", route.name, route.strong, status.mean,
+                        status.upper, status.target, status.samples)
+            self.record_event("drift_guard_tripped", route.name, detail)
+
+    def record_event(self, kind: str, route: str, detail: dict[str, Any]) -> None:
+        event = {"ts": time.time(), "kind": kind, "route": route, "detail": orjson.dumps(detail).decode()}
+        self.events.append(event)
+        del self.events[:-100]
+        self._record("events", event)
+
+    def _record(self, table: str, row: dict[str, Any]) -> None:
+        if self.ledger is not None:
+            self.ledger.write(row, table=table)
+
+    # -- status endpoint --------------------------------------------------------------------------------------
+    async def status(self, request: Request) -> JSONResponse:
+        out = {}
+        for name, r in self.routes.items():
+            entry: dict[str, Any] = {"policy": r.policy, "cheap": r.cheap, "strong": r.strong}
+            if r.drift is not None:
+                entry["drift"] = dataclasses.asdict(r.drift.status())
+            if r.shadow is not None:
+                entry["shadow"] = {"runs": r.shadow.runs, "spent_today_usd": round(r.shadow.spent_today, 6),
+                                   "cap_usd_per_day": r.shadow.policy.max_usd_per_day,
+                                   "skipped_for_cap": r.shadow.skipped_for_cap}
+            out[name] = entry
+        return JSONResponse({"routes": out, "events": self.events[-20:]})
+
+    async def reset(self, request: Request) -> JSONResponse:
+        name = request.path_params["route"]
+        route = self.routes.get(name)
+        if route is None or route.drift is None:
+            return JSONResponse({"error": {"message": f"no route {name!r} with a drift guard"}}, status_code=404)
+        route.drift.reset()
+        self.record_event("drift_guard_reset", name, {})
+        return JSONResponse({"route": name, "tripped": False})
+
+    def routes_http(self) -> list[HttpRoute]:
+        return [HttpRoute("/v1/scrimp/router/status", self.status, methods=["GET"]),
+                HttpRoute("/v1/scrimp/router/routes/{route}/reset", self.reset, methods=["POST"])]
+
+    def routes(self) -> list[HttpRoute]:  # the gateway mounts these
+        return self.routes_http()
+
+    async def drain(self) -> None:
+        for r in self.routes.values():
+            if r.shadow is not None:
+                await r.shadow.drain()
+
+    async def close(self) -> None:
+        await self.drain()
+
+
+async def _replay(resp: ChatResponse) -> AsyncIterator[StreamEvent]:
+    async for event in events_from_response(resp):
+        yield event
+
+
+async def _on_done(stream: AsyncIterator[StreamEvent], fn: Any) -> AsyncIterator[StreamEvent]:
+    async for event in stream:
+        if event.kind == "done" and event.response is not None:
+            fn(event.response)
+        yield event
+
+
+def build(section: dict[str, Any], ctx: GatewayContext) -> RouterStage:
+    from scrimp.gateway.config import ConfigError
+
+    models = set(ctx.config.models)
+    raw_routes = section.get("routes")
+    if not isinstance(raw_routes, dict) or not raw_routes:
+        raise ConfigError("stages.router.routes: expected a mapping of route name (a feature, or 'default') "
+                          "to its policy")
+    stage = RouterStage({}, ctx.shared.get("ledger"))
+    providers = {n: s.provider for n, s in ctx.config.models.items()}
+    try:
+        for name, raw in raw_routes.items():
+            spec, extras = _parse_route(str(name), raw, models)
+            if extras and "shadow" in extras:
+                policy = ShadowPolicy.parse(dict(extras["shadow"] or {}), f"stages.router.routes.{name}.shadow",
+                                            models)
+                spec.shadow = ShadowRunner(spec.name, policy, ctx.upstream, providers, stage._record,
+                                           lambda score, served, s=spec: stage.on_score(s, score, served),
+                                           seed=policy.seed)
+            if extras and "drift" in extras:
+                spec.drift = DriftGuard(**dict(extras["drift"] or {}))
+            stage.routes[spec.name] = spec
+    except (RouteConfigError, ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from exc
+    return stage
