@@ -221,7 +221,7 @@ def create_app(config: GatewayConfig) -> Starlette:
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
-        *[route for stage in gateway.stages if hasattr(stage, "routes") for route in stage.routes()],
+        *[route for stage in gateway.stages if hasattr(stage, "http_routes") for route in stage.http_routes()],
     ], lifespan=lifespan)
     app.state.gateway = gateway
     return app

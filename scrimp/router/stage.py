@@ -261,12 +261,9 @@ class RouterStage:
         self.record_event("drift_guard_reset", name, {})
         return JSONResponse({"route": name, "tripped": False})
 
-    def routes_http(self) -> list[HttpRoute]:
+    def http_routes(self) -> list[HttpRoute]:  # the gateway mounts these
         return [HttpRoute("/v1/scrimp/router/status", self.status, methods=["GET"]),
                 HttpRoute("/v1/scrimp/router/routes/{route}/reset", self.reset, methods=["POST"])]
-
-    def routes(self) -> list[HttpRoute]:  # the gateway mounts these
-        return self.routes_http()
 
     async def drain(self) -> None:
         for r in self.routes.values():

@@ -192,7 +192,7 @@ class SemanticCacheStage:
                                 status_code=404)
         return JSONResponse({"entry_id": entry_id, "removed": True})
 
-    def routes(self) -> list[Route]:
+    def http_routes(self) -> list[Route]:
         return [Route("/v1/scrimp/cache/feedback", self.feedback, methods=["POST"])]
 
     async def start(self) -> None:
