@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ def _model(model_dir: str | None, section: dict[str, Any], runtime: str | None =
 
     try:
         model = load_model(model_dir or section.get("model"), runtime=runtime or section.get("runtime", "onnx"),
-                           remote=section.get("embeddings"))
+                           remote=section.get("embeddings"), threads=os.cpu_count() or 1)
         if "threshold" in section:
             model.threshold = float(section["threshold"])
         if "max_false_hit" in section:

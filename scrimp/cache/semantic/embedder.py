@@ -105,7 +105,8 @@ def materialize(delta: Path) -> Path:
     return target
 
 
-def make_embedder(spec: dict, model_dir: Path, *, runtime: str = "onnx", remote: dict | None = None) -> Embedder:
+def make_embedder(spec: dict, model_dir: Path, *, runtime: str = "onnx", remote: dict | None = None,
+                  threads: int = 1) -> Embedder:
     if remote or spec.get("kind") == "remote":
         opts = {**{k: spec[k] for k in ("base_url", "model", "dim") if k in spec}, **(remote or {})}
         return RemoteEmbedder(opts["base_url"], opts["model"], opts.get("api_key", ""), int(opts.get("dim", 1536)))
@@ -118,4 +119,4 @@ def make_embedder(spec: dict, model_dir: Path, *, runtime: str = "onnx", remote:
     from scrimp.cache.semantic.onnx_embedder import OnnxEmbedder
 
     name = Path(path).name if delta else "minilm-base"
-    return OnnxEmbedder(path, cache_dir() / name / "model.onnx")
+    return OnnxEmbedder(path, cache_dir() / name / "model.onnx", threads=threads)

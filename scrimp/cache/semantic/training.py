@@ -7,6 +7,7 @@ calibrate the threshold on the calibration part, which neither step has seen."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -86,7 +87,7 @@ def train(pairs: Pairs, out_dir: str | Path, *, max_false_hit: float = 0.01, cal
             shutil.rmtree(adapted)
             spec["delta"] = "embedder_delta.safetensors"
         (staging / "semantic.json").write_text(json.dumps({"threshold": 1.0, "embedder": spec}))
-        model = load_model(staging, runtime=runtime)
+        model = load_model(staging, runtime=runtime, threads=os.cpu_count() or 1)
         u, v = embed_pairs(model, fit, progress)
         X = features([normalize(t) for t in fit.text_a], [normalize(t) for t in fit.text_b], u, v, interactions=False)
         keep = np.einsum("ij,ij->i", u, v) >= model.floor  # the verifier only ever sees candidates
@@ -98,6 +99,6 @@ def train(pairs: Pairs, out_dir: str | Path, *, max_false_hit: float = 0.01, cal
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)  # the finished model appears at once, never half-written
-        return load_model(out_dir, runtime=runtime), result
+        return load_model(out_dir, runtime=runtime, threads=os.cpu_count() or 1), result
     finally:
         shutil.rmtree(staging, ignore_errors=True)
