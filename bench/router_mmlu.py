@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scrimp.router import metrics
 from scrimp.router.calibrate import calibrate
-from scrimp.router.model import Router, _embedder, featurize, out_of_fold
+from scrimp.router.model import Router, embed_prompts
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routing" / "mmlu"
 CHEAP, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
@@ -39,7 +39,7 @@ def load(data: Path) -> tuple[list[str], np.ndarray, np.ndarray, int]:
         for line in fh:
             if line.strip():
                 row = json.loads(line)
-                contaminated.add(row.get("train_prompt") or row.get("prompt") or "")
+                contaminated.add(row.get("eval_prompt") or row.get("prompt") or "")
     prompts, cheap, strong, dropped = [], [], [], 0
     csv.field_size_limit(10**7)
     for path in sorted(data.glob("mmlu_*.csv")):
@@ -56,10 +56,10 @@ def load(data: Path) -> tuple[list[str], np.ndarray, np.ndarray, int]:
 
 def features(prompts: list[str]) -> np.ndarray:
     key = hashlib.sha256("\x1e".join(prompts).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("SCRIMP_CACHE_DIR", Path.home() / ".cache" / "scrimp")) / f"bench-router-{key}.npy"
+    cache = Path(os.environ.get("SCRIMP_CACHE_DIR", Path.home() / ".cache" / "scrimp")) / f"bench-router-emb-{key}.npy"
     if cache.exists():
         return np.load(cache)
-    X = featurize(prompts, _embedder(os.cpu_count()), progress=True)
+    X = embed_prompts(prompts, os.cpu_count(), progress=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, X)
     return X
@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--target", type=float, default=0.95)
-    ap.add_argument("--C", type=float, default=0.05)
+    ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     prompts, cheap, strong, dropped = load(args.data)
@@ -82,11 +82,11 @@ def main() -> None:
         idx = np.random.default_rng(seed).permutation(len(prompts))
         tr, te = idx[: len(idx) // 2], idx[len(idx) // 2:]
         t = time.perf_counter()
-        router = Router.fit_features(X[tr], cheap[tr], strong[tr], CHEAP, STRONG, C=args.C)
+        router = Router.fit(X[tr], cheap[tr], strong[tr], CHEAP, STRONG, k=args.k)
         fit_s = time.perf_counter() - t
-        oof = out_of_fold(X[tr], cheap[tr], strong[tr], C=args.C, seed=seed)
-        cal = calibrate(oof, cheap[tr], strong[tr], args.target)
-        p = router.p_from_features(X[te])
+        # calibrate as `scrimp router calibrate` does: the training half, each prompt's own vote left out
+        cal = calibrate(router.p_from_embeddings(X[tr], exclude_same=True), cheap[tr], strong[tr], args.target)
+        p = router.p_from_embeddings(X[te])
         ours = metrics.summary(p, cheap[te], strong[te])
         to_cheap = p >= cal.threshold
         routed_q = float(np.where(to_cheap, cheap[te], strong[te]).mean())

@@ -48,16 +48,17 @@ def router() -> None:
 @click.option("--cheap", required=True, help="The cheap model's name in the scores.")
 @click.option("--strong", required=True, help="The strong model's name in the scores.")
 @click.option("--out", required=True, type=click.Path(), help="Router file to write.")
-@click.option("--C", "c", type=float, default=0.05, show_default=True, help="Inverse regularisation strength.")
-def train(data_path: str, cheap: str, strong: str, out: str, c: float) -> None:
+@click.option("--k", type=int, default=100, show_default=True, help="Neighbours that vote on each prompt.")
+def train(data_path: str, cheap: str, strong: str, out: str, k: int) -> None:
     """Fit a router on labelled prompts (it then needs `calibrate`)."""
-    from scrimp.router.model import Router, _embedder, featurize
+    from scrimp.router.model import Router, data_digest, embed_prompts
 
     data = _data(data_path, cheap, strong)
     click.echo(f"{len(data)} prompts; cheap model good enough on {(data.cheap >= data.strong).mean():.1%}", err=True)
-    X = featurize(data.prompts, _embedder(os.cpu_count()), progress=True)
+    E = embed_prompts(data.prompts, os.cpu_count(), progress=True)
     try:
-        r = Router.fit_features(X, data.cheap, data.strong, cheap, strong, C=c, info={"data": str(data_path)})
+        r = Router.fit(E, data.cheap, data.strong, cheap, strong, k=k,
+                       info={"data": str(data_path), "data_digest": data_digest(data.prompts)})
     except ValueError as exc:
         _fail(str(exc))
     r.save(out)
@@ -78,7 +79,8 @@ def calibrate(router_path: str, data_path: str, target_quality: float, confidenc
         _fail("--target-quality must be in (0, 1]")
     r = _load_router(router_path)
     data = _data(data_path, r.cheap, r.strong)
-    p = r.p_cheap_ok(data.prompts, progress=_progress())
+    # each prompt scored as if unseen (its own vote left out), so calibrating on the training data is honest
+    p = r.p_cheap_ok(data.prompts, progress=_progress(), exclude_same=True)
     cal = run(p, data.cheap, data.strong, target_quality, confidence)
     r.threshold = cal.threshold
     r.info["calibration"] = {**cal.to_dict(), "data": str(data_path)}

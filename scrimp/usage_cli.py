@@ -11,7 +11,7 @@ import click
 @click.option("--db", default=None, help="SQLite ledger file (default: the config's, or scrimp-ledger.db).")
 @click.option("--dsn", default=None, help="PostgreSQL DSN of a shared ledger.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="scrimp.yaml")
-@click.option("--by", type=click.Choice(["feature", "model", "user", "tenant", "day"]), default="feature",
+@click.option("--by", type=click.Choice(["feature", "model", "user", "tenant", "day", "cache", "lever"]), default="feature",
               show_default=True)
 @click.option("--since", default=None, help="7d, 12h, or a date (2026-11-01).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
@@ -19,7 +19,7 @@ import click
               "savings, and what keeps busting the cache.")
 def usage(db: str | None, dsn: str | None, config_path: str | None, by: str, since: str | None,
           as_json: bool, prompt_cache: bool) -> None:
-    """Roll the ledger up by feature, model, user, tenant or day."""
+    """Roll the ledger up by feature, model, user, tenant, day, cache (miss/exact/semantic) or lever."""
     from pathlib import Path
 
     from scrimp.ledger.rollup import parse_since

@@ -25,7 +25,18 @@ from scrimp.sim.config import SimConfig, default_models, parse_config
 from scrimp.sim.testing import run_simulator, serve_app
 
 # Stages the demo runs; each later lever adds itself here (and to the per-lever table).
-DEMO_STAGES = [{"name": "ledger"}, {"name": "exact_cache", "backend": "sqlite"}, {"name": "prompt_cache"}]
+DEMO_STAGES = [
+    {"name": "ledger"}, {"name": "exact_cache", "backend": "sqlite"}, {"name": "semantic_cache"},
+    # Support questions go to the cheap model unless they touch billing failures or quotas (harder);
+    # a shadow sample of the cheap model's answers is checked against gpt-4o by a drift guard.
+    {"name": "router", "routes": {"support": {
+        "policy": "rules", "default": "gpt-4o-mini", "cheap": "gpt-4o-mini", "strong": "gpt-4o",
+        "rules": [{"if": {"keywords_any": ["declined", "quota", "exceed", "VAT", "regions", "rate limit"]},
+                   "model": "gpt-4o"}],
+        "shadow": {"share": 0.2, "max_usd_per_day": 0.05, "scorer": "exact", "seed": 1},
+        "drift": {"target": 0.9, "min_samples": 5}}}},
+    {"name": "prompt_cache"},
+]
 
 
 @dataclass
@@ -91,14 +102,17 @@ def run(progress: bool = True, out: Callable[[str], None] = print) -> dict[str, 
         direct.provider_calls = sim.counters.snapshot()["totals"]["requests"]
         sim.reset()  # the scrimp run starts with cold provider caches too
         with tempfile.TemporaryDirectory() as tmp:
-            stages = [dict(s, path=str(Path(tmp) / f"{s['name']}.db")) if s["name"] != "prompt_cache" else s
-                      for s in DEMO_STAGES]
+            stages = [dict(s, path=str(Path(tmp) / f"{s['name']}.db")) if s["name"] not in ("prompt_cache", "router")
+                      else s for s in DEMO_STAGES]
             app = create_app(simulated(sim_url, stages=stages))
             with serve_app(app) as gateway_url:
                 via = _replay(calls, gateway_url, "through scrimp", progress)
                 store = app.state.gateway.ctx.shared["ledger"]
                 store.flush()
+                _wait_for_shadow(app)
+                store.flush()
                 rows = store.query("SELECT feature, cost_usd, saved_usd, saving_stage, cache FROM calls")
+                routing = _routing_summary(store)
                 from scrimp.promptcache.report import prompt_cache_report
 
                 prompt_cache = {r["feature"]: r for r in prompt_cache_report(store)}
@@ -113,6 +127,8 @@ def run(progress: bool = True, out: Callable[[str], None] = print) -> dict[str, 
             via.saving_by_lever[stage] += saved
             via.hits_by_lever[stage] += 1
     report = _report(calls, direct, via)
+    report["lines"].append(routing["line"])
+    report["routing"] = routing
     agent = prompt_cache.get("agent")
     if agent:
         line = (f"prompt cache (agent loop): {100 * agent['hit_ratio']:.1f}% of cacheable input tokens read from cache; "
@@ -122,6 +138,30 @@ def run(progress: bool = True, out: Callable[[str], None] = print) -> dict[str, 
     for line in report["lines"]:
         out(line)
     return report
+
+
+def _wait_for_shadow(app: Any, timeout_s: float = 30.0) -> None:
+    """Shadow evaluations finish in the background; give them a bounded moment before reading the ledger."""
+    stage = next((s for s in app.state.gateway.stages if s.name == "router"), None)
+    deadline = time.monotonic() + timeout_s
+    while stage and any(r.shadow and r.shadow.in_flight for r in stage.routes.values()) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _routing_summary(store: Any) -> dict[str, Any]:
+    import json
+
+    decisions = [json.loads(d) for (d,) in store.query(
+        "SELECT decisions FROM calls WHERE feature = 'support' AND cache = 'miss'")]
+    routed = [d.get("routed_model") for d in decisions if d.get("routed_model")]
+    cheap = sum(m == "gpt-4o-mini" for m in routed)
+    scores = [s for (s,) in store.query("SELECT score FROM shadow") if s is not None]
+    quality = f"{sum(scores) / len(scores):.0%}" if scores else "-"
+    line = (f"routing (support): {cheap} of {len(routed)} uncached calls answered by gpt-4o-mini instead of gpt-4o; "
+            f"shadow checks: {len(scores)} sampled, cheap answers matched gpt-4o's in {quality}")
+    return {"line": line, "cheap": cheap, "routed": len(routed), "shadow_samples": len(scores),
+            "shadow_quality": sum(scores) / len(scores) if scores else None}
 
 
 def _pct(a: float, b: float) -> str:

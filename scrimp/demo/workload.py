@@ -23,6 +23,15 @@ FAQ = [
     ("How do I delete my account?", "Settings > Account > Delete; it takes effect after 7 days.", 0.3),
     ("What happens when I exceed my quota?", "Requests are queued until the next hour; nothing is lost.", 0.7),
 ]
+# Other ways users ask the same questions: one paid answer should serve them all (semantic cache).
+PARAPHRASES = {
+    "How do I reset my password?": ["How can I reset my password?", "how do i reset my password"],
+    "What is your refund policy?": ["What's your refund policy?"],
+    "Can I change my plan later?": ["Can I change my plan at a later time?"],
+    "How do I export my data?": ["How can I export my data?"],
+    "How do I add a team member?": ["How can I add a team member?"],
+    "How do I delete my account?": ["How can I delete my account?"],
+}
 SUPPORT_SYSTEM = "You are the support assistant of Acme Cloud. Answer briefly and accurately."
 AGENT_SYSTEM = (
     "You are an operations agent for Acme Cloud. Follow the runbook below exactly. " +
@@ -52,7 +61,7 @@ class DemoCall:
 
 def reference_workload() -> list[dict[str, Any]]:
     """What the simulator's quality model needs: prompt, reference answer, difficulty."""
-    return [{"prompt": q, "answer": a, "difficulty": d} for q, a, d in FAQ]
+    return [{"prompt": p, "answer": a, "difficulty": d} for q, a, d in FAQ for p in [q, *PARAPHRASES.get(q, [])]]
 
 
 def build(seed: int = 7) -> list[DemoCall]:
@@ -62,6 +71,7 @@ def build(seed: int = 7) -> list[DemoCall]:
     weights = [1 / (i + 1) for i in range(len(FAQ))]
     for _ in range(60):
         q, a, _d = rng.choices(FAQ, weights)[0]
+        q = rng.choice([q, *PARAPHRASES.get(q, [])])
         calls.append(DemoCall("support", "openai", {
             "model": "gpt-4o", "temperature": 0, "max_tokens": 120,
             "messages": [{"role": "system", "content": SUPPORT_SYSTEM}, {"role": "user", "content": q}]},

@@ -10,7 +10,9 @@ from typing import Any
 from scrimp.ledger.store import LedgerStore
 
 GROUPS = {"feature": "COALESCE(feature, '-')", "model": "COALESCE(served_model, requested_model)",
-          "user": "COALESCE(user_id, '-')", "tenant": "tenant", "day": None}
+          "user": "COALESCE(user_id, '-')", "tenant": "tenant", "day": None,
+          "cache": "COALESCE(cache, 'miss')",  # miss | exact | semantic
+          "lever": "COALESCE(saving_stage, '-')"}  # which stage made each call cheaper
 
 
 def parse_since(value: str | None) -> float | None:
