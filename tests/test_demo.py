@@ -16,6 +16,9 @@ def test_demo_saves_without_losing_quality():
     direct_calls, scrimp_calls = report["provider_calls"]
     assert scrimp_calls < direct_calls
     assert report["levers"]["exact_cache"] > 0 and report["levers"]["prompt_cache"] > 0
+    assert report["levers"]["semantic_cache"] > 0  # paraphrased support questions answered from the cache
+    assert report["levers"]["router"] > 0 and report["routing"]["cheap"] > 0  # easy questions on gpt-4o-mini
+    assert report["routing"]["shadow_samples"] > 0 and report["routing"]["shadow_quality"] == 1.0
     assert report["prompt_cache_hit_ratio"] > 0.8
     assert any("saving per lever" in line for line in lines)
 
@@ -24,3 +27,4 @@ def test_demo_command_prints_the_table():
     result = CliRunner().invoke(main, ["demo", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "via scrimp" in result.output and "exact_cache" in result.output
+    assert "semantic_cache" in result.output and "routing (support)" in result.output
