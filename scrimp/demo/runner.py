@@ -33,7 +33,7 @@ DEMO_STAGES = [
         "policy": "rules", "default": "gpt-4o-mini", "cheap": "gpt-4o-mini", "strong": "gpt-4o",
         "rules": [{"if": {"keywords_any": ["declined", "quota", "exceed", "VAT", "regions", "rate limit"]},
                    "model": "gpt-4o"}],
-        "shadow": {"share": 0.2, "max_usd_per_day": 0.05, "scorer": "exact", "seed": 1},
+        "shadow": {"share": 0.5, "max_usd_per_day": 0.05, "scorer": "exact", "seed": 1},
         "drift": {"target": 0.9, "min_samples": 5}}}},
     {"name": "prompt_cache"},
 ]
@@ -156,10 +156,11 @@ def _routing_summary(store: Any) -> dict[str, Any]:
         "SELECT decisions FROM calls WHERE feature = 'support' AND cache = 'miss'")]
     routed = [d.get("routed_model") for d in decisions if d.get("routed_model")]
     cheap = sum(m == "gpt-4o-mini" for m in routed)
-    scores = [s for (s,) in store.query("SELECT score FROM shadow") if s is not None]
+    # quality kept: on the calls the cheap model answered, did a shadow gpt-4o answer agree?
+    scores = [s for (s,) in store.query("SELECT score FROM shadow WHERE served = 'cheap'") if s is not None]
     quality = f"{sum(scores) / len(scores):.0%}" if scores else "-"
     line = (f"routing (support): {cheap} of {len(routed)} uncached calls answered by gpt-4o-mini instead of gpt-4o; "
-            f"shadow checks: {len(scores)} sampled, cheap answers matched gpt-4o's in {quality}")
+            f"shadow checks of those: {len(scores)} sampled, gpt-4o-mini matched gpt-4o in {quality}")
     return {"line": line, "cheap": cheap, "routed": len(routed), "shadow_samples": len(scores),
             "shadow_quality": sum(scores) / len(scores) if scores else None}
 

@@ -24,10 +24,10 @@ SAME_TEXT = 0.99999  # cosine at which two prompts are the same text (left out w
 
 def _embedder(threads: int | None = None):
     from scrimp.cache.semantic.embedder import cache_dir, default_model_path
-    from scrimp.cache.semantic.onnx_embedder import OnnxEmbedder
+    from scrimp.cache.semantic.onnx_embedder import LOOKUP_THREADS, OnnxEmbedder
 
-    return OnnxEmbedder(default_model_path(), cache_dir() / "minilm-base" / "model.onnx", batch_size=32,
-                        threads=threads or 1)
+    return OnnxEmbedder(default_model_path(), cache_dir() / "minilm-base" / "model-fused.onnx", batch_size=32,
+                        threads=threads or LOOKUP_THREADS)
 
 
 def embed_prompts(prompts: list[str], threads: int | None = None, progress: bool = False) -> np.ndarray:
@@ -64,7 +64,7 @@ class Router:
             E = embed_prompts(prompts, os.cpu_count(), progress)
         else:
             if self._embed is None:
-                self._embed = _embedder(1)  # lookups: one thread, loaded once
+                self._embed = _embedder()  # lookups: loaded once
             E = self._embed.embed([p[:MAX_CHARS] for p in prompts])
         return self.p_from_embeddings(E, exclude_same)
 

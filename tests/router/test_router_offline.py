@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import EASY, HARD, write_labelled
+from router_helpers import EASY, HARD, write_labelled
 
 from scrimp.cli import main
 from scrimp.router import metrics

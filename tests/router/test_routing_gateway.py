@@ -8,7 +8,7 @@ import anthropic
 import httpx
 import openai
 from click.testing import CliRunner
-from conftest import EASY, HARD, write_labelled
+from router_helpers import EASY, HARD, write_labelled
 
 from scrimp.cli import main
 
@@ -172,7 +172,7 @@ def test_anthropic_clients_are_routed_too(make_gateway):
 
 def test_bad_route_config_is_refused_clearly(sim):
     import pytest
-    from conftest import gateway_config
+    from router_helpers import gateway_config
 
     from scrimp.gateway.app import create_app
     from scrimp.gateway.config import ConfigError

@@ -106,7 +106,7 @@ def materialize(delta: Path) -> Path:
 
 
 def make_embedder(spec: dict, model_dir: Path, *, runtime: str = "onnx", remote: dict | None = None,
-                  threads: int = 1) -> Embedder:
+                  threads: int | None = None) -> Embedder:
     if remote or spec.get("kind") == "remote":
         opts = {**{k: spec[k] for k in ("base_url", "model", "dim") if k in spec}, **(remote or {})}
         return RemoteEmbedder(opts["base_url"], opts["model"], opts.get("api_key", ""), int(opts.get("dim", 1536)))
@@ -116,7 +116,7 @@ def make_embedder(spec: dict, model_dir: Path, *, runtime: str = "onnx", remote:
         return LocalEmbedder(path)
     if runtime != "onnx":
         raise ValueError(f"embedder runtime must be 'onnx' or 'torch', got {runtime!r}")
-    from scrimp.cache.semantic.onnx_embedder import OnnxEmbedder
+    from scrimp.cache.semantic.onnx_embedder import LOOKUP_THREADS, OnnxEmbedder
 
     name = Path(path).name if delta else "minilm-base"
-    return OnnxEmbedder(path, cache_dir() / name / "model.onnx", threads=threads)
+    return OnnxEmbedder(path, cache_dir() / name / "model-fused.onnx", threads=threads or LOOKUP_THREADS)

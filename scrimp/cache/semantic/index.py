@@ -90,7 +90,7 @@ class HnswIndex:
 class AutoIndex:
     """Exact while small, HNSW once the namespace passes `hnsw_from` entries."""
 
-    def __init__(self, hnsw_from: int = 50_000, dim: int = DIM) -> None:
+    def __init__(self, hnsw_from: int = 20_000, dim: int = DIM) -> None:
         self.hnsw_from = hnsw_from
         self._impl: ExactIndex | HnswIndex = ExactIndex(dim)
         self.max_id = 0  # newest entry loaded (shared stores re-read rows past it)

@@ -82,7 +82,7 @@ class SemanticModel:
 
 
 def load_model(directory: str | Path | None = None, *, runtime: str = "onnx",
-               remote: dict[str, Any] | None = None, threads: int = 1) -> SemanticModel:
+               remote: dict[str, Any] | None = None, threads: int | None = None) -> SemanticModel:
     """Load a model directory (default: the shipped one). `runtime` is "onnx" (default) or "torch" for the
     local embedder; `remote` ({"base_url", "model", "api_key"}) uses an embeddings endpoint instead."""
     from scrimp.cache.semantic.embedder import make_embedder
@@ -98,7 +98,7 @@ def load_model(directory: str | Path | None = None, *, runtime: str = "onnx",
         raise ModelError(f"{spec_path}: unreadable ({exc})") from exc
     verifier = TreeVerifier.load(directory / spec["verifier"]) if spec.get("verifier") else None
     embedder_spec = spec.get("embedder") or {}
-    # threads: 1 for the gateway's one-question lookups; all cores for bulk work (train, eval)
+    # threads: the default suits the gateway's one-question lookups; all cores for bulk work (train, eval)
     embedder = make_embedder(embedder_spec, directory, runtime=runtime, remote=remote, threads=threads)
     info = {k: v for k, v in spec.items() if k not in ("embedder", "threshold", "floor", "verifier")}
     return SemanticModel(embedder, verifier, threshold, floor, info, embedder_spec)

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 MAX_TOKENS = 256  # the model's trained window (sentence_bert_config.json)
+DIM = 384
+LOOKUP_THREADS = min(2, os.cpu_count() or 1)  # one short question: 6.5 ms on one core here, 3.7 ms on two
 
 
 def export(model_dir: str | Path, out_path: str | Path) -> Path:
@@ -43,6 +45,11 @@ def export(model_dir: str | Path, out_path: str | Path) -> Path:
             dynamic_axes={n: {0: "batch", 1: "seq"} for n in
                           ("input_ids", "attention_mask", "token_type_ids", "last_hidden_state")},
             opset_version=17)
+    # fuse attention, layer norms and GELU for ONNX Runtime (exact: outputs agree to ~1e-7)
+    from onnxruntime.transformers import optimizer
+
+    fused = optimizer.optimize_model(str(tmp), model_type="bert", num_heads=12, hidden_size=DIM)
+    fused.save_model_to_file(str(tmp))
     os.replace(tmp, out_path)  # never leave a half-written model where the loader looks
     return out_path
 
@@ -50,8 +57,9 @@ def export(model_dir: str | Path, out_path: str | Path) -> Path:
 class OnnxEmbedder:
     dim = 384
 
-    def __init__(self, model_dir: str | Path, onnx_path: str | Path, batch_size: int = 64, threads: int = 1) -> None:
-        self.threads = threads  # 1 for lookups (tiny inputs); all cores for bulk work (training, eval)
+    def __init__(self, model_dir: str | Path, onnx_path: str | Path, batch_size: int = 64,
+                 threads: int = LOOKUP_THREADS) -> None:
+        self.threads = threads
         self.model_dir = Path(model_dir)
         self.onnx_path = Path(onnx_path)
         self.batch_size = batch_size
@@ -72,7 +80,7 @@ class OnnxEmbedder:
             tok.enable_truncation(MAX_TOKENS)
             tok.enable_padding(pad_id=0, pad_token="[PAD]")
             opts = ort.SessionOptions()
-            opts.intra_op_num_threads = self.threads  # a lookup is tiny: one thread avoids hand-off cost
+            opts.intra_op_num_threads = self.threads
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             self._tokenizer = tok
             self._session = ort.InferenceSession(str(self.onnx_path), opts, providers=["CPUExecutionProvider"])

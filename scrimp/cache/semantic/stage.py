@@ -217,6 +217,6 @@ def build(section: dict[str, Any], ctx: GatewayContext) -> SemanticCacheStage:
         model.threshold = float(section["threshold"])
     if "max_false_hit" in section:
         model.threshold = model.threshold_for(float(section["max_false_hit"]))
-    cache = SemanticCache(open_store(section), model, hnsw_from=int(section.get("hnsw_from", 50_000)))
+    cache = SemanticCache(open_store(section), model, hnsw_from=int(section.get("hnsw_from", 20_000)))
     return SemanticCacheStage(cache, ttl_s=float(section.get("ttl_s", 86_400)), features=section.get("features"),
                               enabled=bool(section.get("enabled", True)))
