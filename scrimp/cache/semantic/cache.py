@@ -40,6 +40,7 @@ class SemanticCache:
         self._indexes: OrderedDict[str, AutoIndex] = OrderedDict()
         self._lock = threading.RLock()
         self._inserts = 0
+        self._size: int | None = None  # entries in the store, kept without a COUNT(*) per insert
 
     def _index(self, namespace: str) -> AutoIndex:
         with self._lock:
@@ -91,14 +92,20 @@ class SemanticCache:
             if index is not None:
                 index.add(np.asarray([entry_id], np.int64), np.asarray(vector, np.float32)[None, :])
             self._inserts += 1
-            sweep = self._inserts % self.sweep_every == 0
-        if sweep or self.store.count() > self.store.max_entries:
+            if self._size is None:
+                self._size = self.store.count()
+            else:
+                self._size += 1
+            sweep = self._inserts % self.sweep_every == 0 or self._size > self.store.max_entries
+        if sweep:
             self.sweep()
         return entry_id
 
     def sweep(self) -> int:
         """Expire and evict in the store, and drop those entries from the loaded indexes."""
-        return self._forget(self.store.expire_and_evict())
+        gone = self._forget(self.store.expire_and_evict())
+        self._size = self.store.count()
+        return gone
 
     def _forget(self, gone: list[tuple[int, str]]) -> int:
         with self._lock:
