@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--max-false-hit", type=float, default=0.01)
     ap.add_argument("--adapt-embedder", action="store_true", help="also fine-tune the embedder's top layers")
     ap.add_argument("--out", type=Path, help="keep the trained model here")
+    ap.add_argument("--float-embeddings", action="store_true", help="float32 ONNX embedder instead of int8")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     pairs = read_pairs(args.data)
@@ -48,7 +49,7 @@ def main() -> None:
     t0 = time.perf_counter()
     out = args.out or Path(tempfile.mkdtemp(prefix="scrimp-semcache-")) / "model"
     model, cal = train(pairs.subset(fit_cal), out, max_false_hit=args.max_false_hit, calibration_share=2 / 7,
-                       adapt_embedder=args.adapt_embedder, seed=0)
+                       adapt_embedder=args.adapt_embedder, int8=not args.float_embeddings, seed=0)
     train_s = time.perf_counter() - t0
     test_pairs = pairs.subset(test)
     cos, score = pair_scores(model, test_pairs)

@@ -119,4 +119,6 @@ def make_embedder(spec: dict, model_dir: Path, *, runtime: str = "onnx", remote:
     from scrimp.cache.semantic.onnx_embedder import LOOKUP_THREADS, OnnxEmbedder
 
     name = Path(path).name if delta else "minilm-base"
-    return OnnxEmbedder(path, cache_dir() / name / "model-fused.onnx", threads=threads or LOOKUP_THREADS)
+    int8 = bool(spec.get("int8"))
+    return OnnxEmbedder(path, cache_dir() / name / ("model-fused-int8.onnx" if int8 else "model-fused.onnx"),
+                        threads=threads or LOOKUP_THREADS, int8=int8)

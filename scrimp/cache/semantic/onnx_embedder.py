@@ -17,7 +17,7 @@ DIM = 384
 LOOKUP_THREADS = min(2, os.cpu_count() or 1)  # one short question: 6.5 ms on one core here, 3.7 ms on two
 
 
-def export(model_dir: str | Path, out_path: str | Path) -> Path:
+def export(model_dir: str | Path, out_path: str | Path, int8: bool = False) -> Path:
     """Write `model.onnx` for the transformer of a sentence-transformers directory (base or fine-tuned)."""
     import torch
     from transformers import AutoModel
@@ -50,6 +50,12 @@ def export(model_dir: str | Path, out_path: str | Path) -> Path:
 
     fused = optimizer.optimize_model(str(tmp), model_type="bert", num_heads=12, hidden_size=DIM)
     fused.save_model_to_file(str(tmp))
+    if int8:  # int8 weights: ~1.5x faster lookups; embeddings shift slightly, so calibrate on them
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantized = tmp.with_name(tmp.name + ".int8.onnx")
+        quantize_dynamic(str(tmp), str(quantized), weight_type=QuantType.QInt8)
+        os.replace(quantized, tmp)
     os.replace(tmp, out_path)  # never leave a half-written model where the loader looks
     return out_path
 
@@ -58,7 +64,8 @@ class OnnxEmbedder:
     dim = 384
 
     def __init__(self, model_dir: str | Path, onnx_path: str | Path, batch_size: int = 64,
-                 threads: int = LOOKUP_THREADS) -> None:
+                 threads: int = LOOKUP_THREADS, int8: bool = False) -> None:
+        self.int8 = int8
         self.threads = threads
         self.model_dir = Path(model_dir)
         self.onnx_path = Path(onnx_path)
@@ -75,7 +82,7 @@ class OnnxEmbedder:
             from tokenizers import Tokenizer
 
             if not self.onnx_path.exists():
-                export(self.model_dir, self.onnx_path)
+                export(self.model_dir, self.onnx_path, self.int8)
             tok = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
             tok.enable_truncation(MAX_TOKENS)
             tok.enable_padding(pad_id=0, pad_token="[PAD]")

@@ -67,7 +67,7 @@ def _save_delta(adapted_dir: Path, out: Path, layers: int) -> None:
 
 def train(pairs: Pairs, out_dir: str | Path, *, max_false_hit: float = 0.01, calibration_share: float = 0.3,
           adapt_embedder: bool = False, adapt_layers: int = 2, adapt_epochs: int = 1, confidence: float = 0.95,
-          runtime: str = "onnx", seed: int = 0, progress: bool = True) -> tuple[SemanticModel, Calibration]:
+          runtime: str = "onnx", int8: bool = False, seed: int = 0, progress: bool = True) -> tuple[SemanticModel, Calibration]:
     fit_mask, cal_mask = group_split(pairs, (1 - calibration_share, calibration_share), seed)
     fit, cal = pairs.subset(fit_mask), pairs.subset(cal_mask)
     if len(set(fit.labels.tolist())) < 2 or len(set(cal.labels.tolist())) < 2:
@@ -76,7 +76,7 @@ def train(pairs: Pairs, out_dir: str | Path, *, max_false_hit: float = 0.01, cal
     out_dir = Path(out_dir)
     staging = Path(tempfile.mkdtemp(prefix=".scrimp-train-", dir=out_dir.parent if out_dir.parent.exists() else None))
     try:
-        spec: dict = {"base": "all-MiniLM-L6-v2"}
+        spec: dict = {"base": "all-MiniLM-L6-v2", "int8": int8}
         if adapt_embedder:
             from scrimp.cache.semantic.adapt import adapt
             from scrimp.cache.semantic.embedder import default_model_path
