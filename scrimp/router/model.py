@@ -1,6 +1,6 @@
 """The learned router: p(the cheap model's answer is good enough) for a prompt.
 
-The prompt is embedded with all-MiniLM-L6-v2 (the same local ONNX model the semantic cache uses). Its
+The prompt is embedded with all-MiniLM-L6-v2 (the semantic cache's local ONNX export, float weights). Its
 `k` most similar training prompts vote with their measured gain (strong score - cheap score), weighted by
 similarity; p_cheap_ok = (1 - expected gain) / 2, which is the probability that the cheap model is good
 enough when it is never better than the strong one, and in any case orders prompts by how much the

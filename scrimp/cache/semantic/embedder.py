@@ -120,5 +120,5 @@ def make_embedder(spec: dict, model_dir: Path, *, runtime: str = "onnx", remote:
 
     name = Path(path).name if delta else "minilm-base"
     int8 = bool(spec.get("int8"))
-    return OnnxEmbedder(path, cache_dir() / name / ("model-fused-int8.onnx" if int8 else "model-fused.onnx"),
+    return OnnxEmbedder(path, cache_dir() / name / ("model-int8.onnx" if int8 else "model-fused.onnx"),
                         threads=threads or LOOKUP_THREADS, int8=int8)
