@@ -5,7 +5,7 @@ The prompt is embedded with all-MiniLM-L6-v2 (the semantic cache's local ONNX ex
 similarity; p_cheap_ok = (1 - expected gain) / 2, which is the probability that the cheap model is good
 enough when it is never better than the strong one, and in any case orders prompts by how much the
 strong model would add. Chosen by measurement on MMLU over logistic and ridge regression on the same
-embeddings, TF-IDF models and blends (docs/routing.md). Scoring one prompt: one embedding (~3 ms) and a
+embeddings, TF-IDF models and blends (docs/routing.md). Scoring one prompt: one embedding (~4 ms) and a
 matrix-vector product over the training set. Saved as one .npz: vectors (float16), gains, settings."""
 
 from __future__ import annotations
