@@ -58,9 +58,7 @@ def main() -> None:
 
     # the plain-cosine cache, calibrated the same way on the same calibration pairs
     cal_pairs = pairs.subset(fit_cal)
-    from scrimp.cache.semantic.pairs import group_split as split_again
-
-    _, cal_mask = split_again(cal_pairs, (5 / 7, 2 / 7), seed=0)
+    _, cal_mask = group_split(cal_pairs, (5 / 7, 2 / 7), seed=0)  # the same calibration part train() used
     cal_only = cal_pairs.subset(cal_mask)
     cal_cos, _ = pair_scores(model, cal_only)
     cos_cal = calibrate(cal_cos, cal_only.labels, args.max_false_hit)
