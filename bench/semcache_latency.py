@@ -3,7 +3,8 @@
 Vectors: real all-MiniLM-L6-v2 embeddings of QQP questions, and past those, noisy copies of them
 (renormalised), so the index sees the clustered layout of real questions rather than uniform noise.
 Exact search and HNSW (usearch) run side by side on the same entries and queries; HNSW's recall@1
-against exact search is reported with its latency.
+against exact search is reported with its latency. HNSW graphs are also saved and read back (what a
+gateway restart does instead of rebuilding: scrimp/cache/semantic/snapshots.py), timed beside the build.
 
     .venv/bin/python bench/semcache_latency.py [--sizes 10000,100000,1000000] [--queries 500]
 """
@@ -15,6 +16,7 @@ import gzip
 import json
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,6 +55,21 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs) * 1e3, q))
 
 
+def save_and_load(index: HnswIndex, probes: np.ndarray) -> tuple[str, str]:
+    """Seconds to save the graph and to read it back; the graph read back must answer as the original."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/index.usearch"
+        t = time.perf_counter()
+        index.save(path)
+        save_s = time.perf_counter() - t
+        t = time.perf_counter()
+        loaded = HnswIndex.load(path)
+        load_s = time.perf_counter() - t
+        same = all((index.search(q, 4)[0] == loaded.search(q, 4)[0]).all() for q in probes)
+        assert same and len(loaded) == len(index), "the saved graph answers differently"
+    return f"{save_s:.1f}", f"{load_s:.1f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=DATA)
@@ -78,7 +95,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores")
     print(f"embedding one question (ONNX Runtime): p50 {pct(embed_ms, 50):.2f} ms, p99 {pct(embed_ms, 99):.2f} ms")
     print(f"{'entries':>9} {'index':>6} {'build s':>8} {'search p50':>11} {'p99':>7} {'embed+search p50':>17} "
-          f"{'p99':>7} {'recall@1':>9}")
+          f"{'p99':>7} {'recall@1':>9} {'save s':>7} {'load s':>7}")
     for n in (int(s) for s in args.sizes.split(",")):
         vecs = corpus(base, n, rng)
         ids = np.arange(1, n + 1)
@@ -104,8 +121,12 @@ def main() -> None:
             recall = float((tops == exact_top).mean()) if exact_top is not None else float("nan")
             total = [e + s for e, s in zip(embed_ms, search_ms)]
             results[kind] = (build, search_ms, total, recall)
+            save_s = load_s = ""
+            if kind == "hnsw":
+                save_s, load_s = save_and_load(index, qvecs[:50])
             print(f"{n:>9,} {kind:>6} {build:>8.1f} {pct(search_ms, 50):>9.3f}ms {pct(search_ms, 99):>5.2f}ms "
-                  f"{pct(total, 50):>15.2f}ms {pct(total, 99):>5.2f}ms {recall:>9.3f}", flush=True)
+                  f"{pct(total, 50):>15.2f}ms {pct(total, 99):>5.2f}ms {recall:>9.3f} {save_s:>7} {load_s:>7}",
+                  flush=True)
             del index
 
 

@@ -23,6 +23,7 @@ class SGW:
     url: str
     app: Any
     sim: Any
+    stop: Any = None  # stop this gateway now (a graceful shutdown), e.g. to restart one on the same files
 
     @property
     def stage(self):
@@ -82,7 +83,12 @@ def make_gateway(sim_upstream, tmp_path, request):
         cm = serve_app(app)
         url = cm.__enter__()
         stack.append(cm)
-        return SGW(url, app, sim_app.state.sim)
+
+        def stop() -> None:
+            stack.remove(cm)
+            cm.__exit__(None, None, None)
+
+        return SGW(url, app, sim_app.state.sim, stop)
 
     yield make
     for cm in reversed(stack):

@@ -181,3 +181,41 @@ def test_cli_eval_calibrate_and_bad_input(tmp_path):
     assert out.exit_code != 0 and "broken.jsonl:1" in out.output
     out = runner.invoke(main, ["cache", "eval", "--pairs", pairs, "--model", str(tmp_path)])
     assert out.exit_code != 0 and "not a semantic-cache model" in out.output
+
+
+def test_saved_hnsw_index_comes_back_up_to_date_with_the_store(tmp_path, caplog):
+    from scrimp.cache.semantic.snapshots import IndexSnapshots
+    from scrimp.cache.semantic.store import SQLiteSemanticStore
+
+    rng = np.random.default_rng(1)
+    vecs = rng.normal(size=(300, 384)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    store = SQLiteSemanticStore(tmp_path / "sem.db")
+    ids = [store.insert("t", "ns", "f", f"q{i}", v, b"answer", 0.01, 3600) for i, v in enumerate(vecs[:250])]
+    store.insert("t", "other-ns", "f", "elsewhere", vecs[299], b"answer", 0.01, 3600)
+    index = AutoIndex(hnsw_from=100)
+    index.add(*store.vectors("ns"))
+    snaps = IndexSnapshots(tmp_path / "indexes")
+    assert index.kind == "hnsw" and snaps.save("ns", index) and not index.dirty
+    assert not snaps.save("small", AutoIndex(hnsw_from=100))  # exact indexes are rebuilt, not saved
+
+    # while the gateway was down: entries deleted, one expired, new ones added
+    store.delete_ids(ids[:10])
+    store._run("UPDATE semantic_cache SET expires = 0 WHERE id = ?", (ids[10],), fetch=False, commit=True)
+    new = [store.insert("t", "ns", "f", f"new{i}", v, b"answer", 0.01, 3600) for i, v in enumerate(vecs[250:260])]
+
+    loaded = snaps.load("ns", store, hnsw_from=100)
+    assert loaded.kind == "hnsw" and len(loaded) == 250 - 11 + 10 and loaded.dirty
+    assert loaded.search(vecs[255], 1)[0][0] == new[5]  # added since the save
+    assert ids[3] not in loaded.search(vecs[3], 3)[0]  # deleted since the save
+    assert ids[10] not in loaded.search(vecs[10], 3)[0]  # expired since the save
+    assert loaded.search(vecs[100], 1)[0][0] == ids[100]
+    assert snaps.load("never-saved", store, hnsw_from=100) is None
+
+    # a damaged file is set aside and the index rebuilt from the store, with a warning
+    graph = next((tmp_path / "indexes").glob("*.usearch"))
+    graph.write_bytes(b"not an index")
+    assert snaps.load("ns", store, hnsw_from=100) is None
+    assert "rebuilding it from the store" in caplog.text
+    assert not graph.exists() and graph.with_name(graph.name + ".bad").exists()
+    store.close()

@@ -173,3 +173,22 @@ def test_replicas_share_entries_through_postgres(make_gateway):
     ask(first, "How can I reset my password?")
     first.wait_stored(1)
     assert ask(second, "How do I reset my password?").headers["x-scrimp-cache"] == "semantic"
+
+
+def test_a_restarted_gateway_reads_its_saved_hnsw_index(make_gateway, tmp_path):
+    questions = ["How can I reset my password?", "What is the capital of France?", "How do I bake sourdough bread?",
+                 "Where can I download my invoice?"]
+    gw = make_gateway("sqlite", schema="restart", hnsw_from=3)  # HNSW from the third entry on
+    for n, q in enumerate(questions, start=1):
+        ask(gw, q)
+        gw.wait_stored(n)
+    assert ask(gw, "How do I reset my password?").headers["x-scrimp-cache"] == "semantic"
+    gw.stop()  # a graceful stop saves the graph beside the SQLite file
+    saved = list((tmp_path / "semantic.db.indexes").glob("*.usearch"))
+    assert len(saved) == 1
+
+    again = make_gateway("sqlite", schema="restart", hnsw_from=3)
+    reply = ask(again, "Where do I download my invoice?")
+    assert reply.headers["x-scrimp-cache"] == "semantic"
+    (index,) = again.stage.cache._indexes.values()
+    assert index.kind == "hnsw" and len(index) == 4 and not index.dirty  # read back, not rebuilt

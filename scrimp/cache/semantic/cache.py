@@ -18,6 +18,7 @@ import numpy as np
 
 from scrimp.cache.semantic.index import AutoIndex
 from scrimp.cache.semantic.model import SemanticModel
+from scrimp.cache.semantic.snapshots import IndexSnapshots
 from scrimp.cache.semantic.store import Entry, SemanticStore
 
 
@@ -30,8 +31,10 @@ class Hit:
 
 class SemanticCache:
     def __init__(self, store: SemanticStore, model: SemanticModel, *, hnsw_from: int = 20_000, candidates: int = 4,
-                 max_namespaces: int = 10_000, sweep_every: int = 256) -> None:
+                 max_namespaces: int = 10_000, sweep_every: int = 256,
+                 snapshots: IndexSnapshots | None = None) -> None:
         self.store = store
+        self.snapshots = snapshots
         self.model = model
         self.hnsw_from = hnsw_from
         self.candidates = candidates
@@ -46,12 +49,16 @@ class SemanticCache:
         with self._lock:
             index = self._indexes.get(namespace)
             if index is None:
-                index = AutoIndex(self.hnsw_from)
-                ids, vecs = self.store.vectors(namespace)
-                index.add(ids, vecs)
+                index = self.snapshots.load(namespace, self.store, self.hnsw_from) if self.snapshots else None
+                if index is None:
+                    index = AutoIndex(self.hnsw_from)
+                    ids, vecs = self.store.vectors(namespace)
+                    index.add(ids, vecs)
                 self._indexes[namespace] = index
                 if len(self._indexes) > self.max_namespaces:  # idle namespaces reload from the store when asked
-                    self._indexes.popitem(last=False)
+                    idle_ns, idle = self._indexes.popitem(last=False)
+                    if self.snapshots and idle.dirty:
+                        self.snapshots.save(idle_ns, idle)
             else:
                 self._indexes.move_to_end(namespace)
                 if self.store.shared:  # other replicas may have added entries
@@ -100,6 +107,17 @@ class SemanticCache:
         if sweep:
             self.sweep()
         return entry_id
+
+    def save_indexes(self) -> int:
+        """Save the HNSW indexes changed since their last save (see snapshots.py); returns how many."""
+        if self.snapshots is None:
+            return 0
+        saved = 0
+        with self._lock:  # nothing may change a graph while it is written (a few seconds at a million entries)
+            for namespace, index in list(self._indexes.items()):
+                if index.dirty and self.snapshots.save(namespace, index):
+                    saved += 1
+        return saved
 
     def sweep(self) -> int:
         """Expire and evict in the store, and drop those entries from the loaded indexes."""

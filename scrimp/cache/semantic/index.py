@@ -34,16 +34,17 @@ class ExactIndex:
             self._row[int(entry_id)] = i
         self._n = need
 
-    def remove(self, entry_id: int) -> None:
+    def remove(self, entry_id: int) -> bool:
         row = self._row.pop(int(entry_id), None)
         if row is None:
-            return
+            return False
         last = self._n - 1
         if row != last:  # move the last row into the hole
             self._vecs[row] = self._vecs[last]
             self._ids[row] = self._ids[last]
             self._row[int(self._ids[row])] = row
         self._n = last
+        return True
 
     def search(self, vec: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         if self._n == 0:
@@ -59,13 +60,34 @@ class ExactIndex:
 
 
 class HnswIndex:
+    EXPANSION_SEARCH = 64
+
     def __init__(self, dim: int = DIM, connectivity: int = 16, expansion_add: int = 128,
-                 expansion_search: int = 64) -> None:
+                 expansion_search: int = EXPANSION_SEARCH) -> None:
         from usearch.index import Index
 
         self.dim = dim
         self._index = Index(ndim=dim, metric="ip", dtype="f32", connectivity=connectivity,
                             expansion_add=expansion_add, expansion_search=expansion_search)
+
+    def save(self, path: str) -> None:
+        self._index.save(path)
+
+    @classmethod
+    def load(cls, path: str) -> HnswIndex:
+        """A graph saved by `save` (raises ValueError for a file that is not one)."""
+        from usearch.index import Index, MetricKind
+
+        index = Index.restore(path)
+        if index is None or index.metric != MetricKind.IP:
+            raise ValueError(f"{path}: not a saved inner-product index")
+        index.expansion_search = cls.EXPANSION_SEARCH  # a search setting, not saved in the file
+        self = cls.__new__(cls)
+        self.dim, self._index = index.ndim, index
+        return self
+
+    def keys(self) -> np.ndarray:
+        return np.asarray(self._index.keys, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self._index)
@@ -74,9 +96,11 @@ class HnswIndex:
         if len(ids):
             self._index.add(np.asarray(ids, np.uint64), np.ascontiguousarray(vecs, np.float32))
 
-    def remove(self, entry_id: int) -> None:
-        if int(entry_id) in self._index:
-            self._index.remove(int(entry_id))
+    def remove(self, entry_id: int) -> bool:
+        if int(entry_id) not in self._index:
+            return False
+        self._index.remove(int(entry_id))
+        return True
 
     def search(self, vec: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         if len(self._index) == 0:
@@ -90,10 +114,12 @@ class HnswIndex:
 class AutoIndex:
     """Exact while small, HNSW once the namespace passes `hnsw_from` entries."""
 
-    def __init__(self, hnsw_from: int = 20_000, dim: int = DIM) -> None:
+    def __init__(self, hnsw_from: int = 20_000, dim: int = DIM, hnsw: HnswIndex | None = None,
+                 max_id: int = 0) -> None:
         self.hnsw_from = hnsw_from
-        self._impl: ExactIndex | HnswIndex = ExactIndex(dim)
-        self.max_id = 0  # newest entry loaded (shared stores re-read rows past it)
+        self._impl: ExactIndex | HnswIndex = hnsw if hnsw is not None else ExactIndex(dim)
+        self.max_id = max_id  # newest entry loaded (shared stores re-read rows past it)
+        self.dirty = False  # changed since it was loaded or saved (snapshots.py)
 
     @property
     def kind(self) -> str:
@@ -102,10 +128,15 @@ class AutoIndex:
     def __len__(self) -> int:
         return len(self._impl)
 
+    @property
+    def hnsw(self) -> HnswIndex | None:
+        return self._impl if isinstance(self._impl, HnswIndex) else None
+
     def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
         if len(ids) == 0:
             return
         self.max_id = max(self.max_id, int(np.max(ids)))
+        self.dirty = True
         self._impl.add(ids, vecs)
         if isinstance(self._impl, ExactIndex) and len(self._impl) >= self.hnsw_from:
             old_ids, old_vecs = self._impl.items()
@@ -113,7 +144,8 @@ class AutoIndex:
             self._impl.add(old_ids, old_vecs)
 
     def remove(self, entry_id: int) -> None:
-        self._impl.remove(entry_id)
+        if self._impl.remove(entry_id):
+            self.dirty = True
 
     def search(self, vec: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         return self._impl.search(vec, k)

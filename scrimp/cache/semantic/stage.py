@@ -26,7 +26,8 @@ from scrimp.cache.semantic.batcher import BatchingEmbedder
 from scrimp.cache.semantic.cache import SemanticCache
 from scrimp.cache.semantic.model import load_model
 from scrimp.cache.semantic.normalize import normalize
-from scrimp.cache.semantic.store import open_store
+from scrimp.cache.semantic.snapshots import IndexSnapshots
+from scrimp.cache.semantic.store import SemanticStore, open_store
 from scrimp.canonical import ChatRequest, ChatResponse
 from scrimp.gateway.stages import GatewayContext
 from scrimp.pipeline import Call, Next, Reply, StreamEvent
@@ -63,8 +64,10 @@ class SemanticCacheStage:
     RECENT_HITS = 10_000
 
     def __init__(self, cache: SemanticCache, *, ttl_s: float = 86_400.0, features: dict[str, Any] | None = None,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, snapshot_every_s: float = 600.0) -> None:
         self.cache = cache
+        self.snapshot_every_s = snapshot_every_s
+        self._snapshotter: asyncio.Task | None = None
         self.ttl_s = ttl_s
         self.features = features or {}  # feature -> {"enabled", "any_temperature", "ttl_s", "max_false_hit"}
         self.enabled = enabled
@@ -198,9 +201,25 @@ class SemanticCacheStage:
     async def start(self) -> None:
         # load (and on first use export) the embedder now, not on the first request
         await asyncio.to_thread(self.cache.model.embed, ["warm up"])
+        if self.cache.snapshots is not None and self.snapshot_every_s > 0:
+            self._snapshotter = asyncio.get_running_loop().create_task(self._save_indexes_every())
+
+    async def _save_indexes_every(self) -> None:
+        while True:
+            await asyncio.sleep(self.snapshot_every_s)
+            try:
+                await asyncio.to_thread(self.cache.save_indexes)
+            except Exception:
+                log.exception("semantic cache: saving index snapshots failed")
 
     async def close(self) -> None:
+        if self._snapshotter is not None:
+            self._snapshotter.cancel()
         await self.drain()
+        try:
+            await asyncio.to_thread(self.cache.save_indexes)  # the next start reads these instead of rebuilding
+        except Exception:
+            log.exception("semantic cache: saving index snapshots failed")
         await self.embedder.close()
         self.cache.store.close()
 
@@ -217,6 +236,20 @@ def build(section: dict[str, Any], ctx: GatewayContext) -> SemanticCacheStage:
         model.threshold = float(section["threshold"])
     if "max_false_hit" in section:
         model.threshold = model.threshold_for(float(section["max_false_hit"]))
-    cache = SemanticCache(open_store(section), model, hnsw_from=int(section.get("hnsw_from", 20_000)))
+    store = open_store(section)
+    cache = SemanticCache(store, model, hnsw_from=int(section.get("hnsw_from", 20_000)),
+                          snapshots=snapshots_for(section, store))
     return SemanticCacheStage(cache, ttl_s=float(section.get("ttl_s", 86_400)), features=section.get("features"),
-                              enabled=bool(section.get("enabled", True)))
+                              enabled=bool(section.get("enabled", True)),
+                              snapshot_every_s=float(section.get("snapshot_every_s", 600)))
+
+
+def snapshots_for(section: dict[str, Any], store: SemanticStore) -> IndexSnapshots | None:
+    """Where HNSW indexes are saved: `index_dir`, else beside a SQLite file; none for an in-memory store,
+    nor for PostgreSQL unless `index_dir` is given (each replica then keeps its own copy)."""
+    if section.get("index_dir") is not None:
+        return IndexSnapshots(section["index_dir"]) if section["index_dir"] else None
+    path = getattr(store, "path", None)
+    if path and path != ":memory:":
+        return IndexSnapshots(f"{path}.indexes")
+    return None

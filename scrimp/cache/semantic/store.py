@@ -110,6 +110,11 @@ class SemanticStore:
                 if rows else np.zeros((0, 0), np.float32))
         return ids, vecs
 
+    def ids(self, namespace: str) -> np.ndarray:
+        """Ids of one namespace's live entries (to reconcile a saved index with the table)."""
+        rows = self._run("SELECT id FROM semantic_cache WHERE namespace = ? AND expires > ?", (namespace, time.time()))
+        return np.asarray([r[0] for r in rows], dtype=np.int64)
+
     def delete(self, where: str, params: tuple) -> list[tuple[int, str]]:
         """Delete matching entries; returns their (id, namespace) so indexes can drop them too."""
         with self._lock:
