@@ -4,7 +4,8 @@ Contaminated prompts (in RouteLLM's router training data) are dropped. For each 
 train on one (features from the prompt text only; not the subject), calibrate the threshold for 95% of
 strong quality on the training half's out-of-fold scores, and evaluate on the other half: APGR, CPT(50%),
 CPT(80%) beside a random router, the oracle and RouteLLM's published best on MMLU; and whether the
-calibrated threshold kept its quality target on the evaluation half.
+calibrated threshold kept its quality target on the evaluation half. The APGR of each of the router's
+three scorers alone is reported beside their blend.
 
     .venv/bin/python bench/router_mmlu.py [--data ../shared/data/routing/mmlu] [--seeds 5] [--json]
 """
@@ -26,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scrimp.router import metrics
 from scrimp.router.calibrate import calibrate
-from scrimp.router.model import Router, embed_prompts
+from scrimp.router.model import COMPONENTS, Router
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routing" / "mmlu"
 CHEAP, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
@@ -59,7 +60,7 @@ def features(prompts: list[str]) -> np.ndarray:
     cache = Path(os.environ.get("SCRIMP_CACHE_DIR", Path.home() / ".cache" / "scrimp")) / f"bench-router-emb-{key}.npy"
     if cache.exists():
         return np.load(cache)
-    X = embed_prompts(prompts, os.cpu_count(), progress=True)
+    X = Router(CHEAP, STRONG).featurizer.embed(prompts, progress=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, X)
     return X
@@ -70,7 +71,6 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--target", type=float, default=0.95)
-    ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     prompts, cheap, strong, dropped = load(args.data)
@@ -82,16 +82,20 @@ def main() -> None:
         idx = np.random.default_rng(seed).permutation(len(prompts))
         tr, te = idx[: len(idx) // 2], idx[len(idx) // 2:]
         t = time.perf_counter()
-        router = Router.fit(X[tr], cheap[tr], strong[tr], CHEAP, STRONG, k=args.k)
+        train_prompts, eval_prompts = [prompts[i] for i in tr], [prompts[i] for i in te]
+        router = Router(CHEAP, STRONG).fit(train_prompts, cheap[tr], strong[tr], progress=False, embeddings=X[tr])
         fit_s = time.perf_counter() - t
-        # calibrate as `scrimp router calibrate` does: the training half, each prompt's own vote left out
-        cal = calibrate(router.p_from_embeddings(X[tr], exclude_same=True), cheap[tr], strong[tr], args.target)
-        p = router.p_from_embeddings(X[te])
+        # calibrate as `scrimp router calibrate` does: the training half, scored out of fold
+        cal = calibrate(router.p_cheap_ok(train_prompts, embeddings=X[tr], out_of_fold=True), cheap[tr], strong[tr],
+                        args.target)
+        p = router.p_cheap_ok(eval_prompts, embeddings=X[te])
         ours = metrics.summary(p, cheap[te], strong[te])
+        alone = {name: metrics.summary(-gain, cheap[te], strong[te])["apgr"]  # a scorer estimates the gain
+                 for name, gain in zip(COMPONENTS, router.component_scores(eval_prompts, embeddings=X[te]))}
         to_cheap = p >= cal.threshold
         routed_q = float(np.where(to_cheap, cheap[te], strong[te]).mean())
         runs.append({
-            "seed": seed, **ours, "fit_s": fit_s,
+            "seed": seed, **ours, "fit_s": fit_s, "alone": alone,
             "random": metrics.random_summary(cheap[te], strong[te], seed=seed),
             "oracle": metrics.summary(metrics.oracle_scores(cheap[te], strong[te]), cheap[te], strong[te]),
             "calibrated": {"threshold": cal.threshold, "expected_strong_share": cal.strong_share,
@@ -112,6 +116,7 @@ def main() -> None:
         "calibrated_95": {"strong_share": agg(lambda r: r["calibrated"]["strong_share"]),
                           "quality_ratio": agg(lambda r: r["calibrated"]["quality_ratio"]),
                           "met_on_eval_half": sum(r["calibrated"]["met"] for r in runs)},
+        "scorers_alone_apgr": {name: agg(lambda r, n=name: r["alone"][n]) for name in COMPONENTS},
         "routellm_best": ROUTELLM_BEST, "embed_s": embed_s, "fit_s": agg(lambda r: r["fit_s"]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
     }
@@ -125,6 +130,9 @@ def main() -> None:
         r = result[key]
         print(f"{name:<22} {r['apgr'][0]:>6.3f} ±{r['apgr'][1]:.3f} {r['cpt50'][0]:>7.1%} ±{r['cpt50'][1]:.1%} "
               f"{r['cpt80'][0]:>7.1%} ±{r['cpt80'][1]:.1%}")
+    for name in COMPONENTS:
+        a = result["scorers_alone_apgr"][name]
+        print(f"{'  its ' + name + ' scorer alone':<22} {a[0]:>6.3f} ±{a[1]:.3f}")
     print(f"{'RouteLLM best (paper)':<22} {ROUTELLM_BEST['apgr']:>6.3f}        {ROUTELLM_BEST['cpt50']:>7.1%}")
     c = result["calibrated_95"]
     print(f"threshold for {args.target:.0%} of strong quality (calibrated on the training half): strong share "

@@ -51,18 +51,33 @@ def router() -> None:
 @click.option("--k", type=int, default=100, show_default=True, help="Neighbours that vote on each prompt.")
 def train(data_path: str, cheap: str, strong: str, out: str, k: int) -> None:
     """Fit a router on labelled prompts (it then needs `calibrate`)."""
-    from scrimp.router.model import Router, data_digest, embed_prompts
+    from scrimp.router.model import Router
 
     data = _data(data_path, cheap, strong)
     click.echo(f"{len(data)} prompts; cheap model good enough on {(data.cheap >= data.strong).mean():.1%}", err=True)
-    E = embed_prompts(data.prompts, os.cpu_count(), progress=True)
     try:
-        r = Router.fit(E, data.cheap, data.strong, cheap, strong, k=k,
-                       info={"data": str(data_path), "data_digest": data_digest(data.prompts)})
+        r = Router(cheap, strong, k=k).fit(data.prompts, data.cheap, data.strong, progress=True)
     except ValueError as exc:
         _fail(str(exc))
+    r.info.update(data=str(data_path), data_digest=_digest(data.prompts))
     r.save(out)
     click.echo(f"wrote {out} (uncalibrated: run scrimp router calibrate)")
+
+
+def _digest(prompts: list[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\x1e".join(prompts).encode()).hexdigest()[:16]
+
+
+def _scored_as_unseen(r, prompts: list[str], progress: bool) -> np.ndarray:
+    """p_cheap_ok with the router's own training prompts scored as they were when held out, so calibrating or
+    evaluating on training data is not flattered; says how many there were."""
+    seen = r.seen_in_training(prompts)
+    if seen:
+        click.echo(f"{seen} of {len(prompts)} prompts were in the training data: they are scored out of fold",
+                   err=True)
+    return r.p_cheap_ok(prompts, progress=progress, out_of_fold=True)
 
 
 @router.command()
@@ -79,8 +94,7 @@ def calibrate(router_path: str, data_path: str, target_quality: float, confidenc
         _fail("--target-quality must be in (0, 1]")
     r = _load_router(router_path)
     data = _data(data_path, r.cheap, r.strong)
-    # each prompt scored as if unseen (its own vote left out), so calibrating on the training data is honest
-    p = r.p_cheap_ok(data.prompts, progress=_progress(), exclude_same=True)
+    p = _scored_as_unseen(r, data.prompts, _progress())
     cal = run(p, data.cheap, data.strong, target_quality, confidence)
     r.threshold = cal.threshold
     r.info["calibration"] = {**cal.to_dict(), "data": str(data_path)}
@@ -101,7 +115,7 @@ def eval_(router_path: str, data_path: str, plot: str | None, as_json: bool) -> 
 
     r = _load_router(router_path)
     data = _data(data_path, r.cheap, r.strong)
-    p = r.p_cheap_ok(data.prompts, progress=_progress() and not as_json)
+    p = _scored_as_unseen(r, data.prompts, _progress() and not as_json)
     result = {"examples": len(data), "router": metrics.summary(p, data.cheap, data.strong),
               "random": metrics.random_summary(data.cheap, data.strong),
               "oracle": metrics.summary(metrics.oracle_scores(data.cheap, data.strong), data.cheap, data.strong)}

@@ -270,6 +270,15 @@ class RouterStage:
             if r.shadow is not None:
                 await r.shadow.drain()
 
+    async def start(self) -> None:
+        from scrimp.blas_threads import serve_with_one_blas_thread
+
+        learned = [r for r in self.routes.values() if r.router is not None]
+        if learned:
+            serve_with_one_blas_thread()
+            for route in learned:  # load the embedder now, not on the first request
+                await asyncio.to_thread(route.router.p_cheap_ok, ["warm up"])
+
     async def close(self) -> None:
         await self.drain()
 

@@ -90,3 +90,30 @@ def test_cli_refuses_bad_input(tmp_path):
     (tmp_path / "junk.json").write_text("{}")
     out = runner.invoke(main, ["router", "eval", "--router", str(tmp_path / "junk.json"), "--data", data])
     assert out.exit_code != 0 and "not a router file" in out.output
+
+
+def test_router_file_round_trip_and_training_prompts_scored_as_unseen(tmp_path):
+    from scrimp.router.model import Router
+
+    prompts = EASY[:30] + HARD[:30]
+    cheap = np.asarray([1.0] * 30 + [0.0] * 30)
+    r = Router("gpt-4o-mini", "gpt-4o").fit(prompts, cheap, np.ones(60), progress=False)
+    path = tmp_path / "r.npz"
+    r.save(path)
+    loaded = Router.load(path)
+    fresh = EASY[30:] + HARD[30:]
+    assert np.allclose(loaded.p_cheap_ok(fresh), r.p_cheap_ok(fresh))
+    assert loaded.seen_in_training(prompts + fresh) == 60
+    # the training prompts get the score they had when held out, not the one they fit
+    oof = loaded.p_cheap_ok(prompts, out_of_fold=True)
+    assert np.allclose(oof, r.oof_p) and oof[:30].mean() > oof[30:].mean()
+
+    out = CliRunner().invoke(main, ["router", "calibrate", "--router", str(path),
+                                    "--data", write_labelled(tmp_path / "d.jsonl", 30)])
+    assert out.exit_code == 0 and "60 of 60 prompts were in the training data" in out.output
+
+    meta = dict(np.load(path))
+    meta["meta"] = np.asarray(str(meta["meta"]).replace('"version": 2', '"version": 1'))
+    np.savez(tmp_path / "old.npz", **meta)
+    with pytest.raises(ValueError, match="version 1, this scrimp reads 2: train it again"):
+        Router.load(tmp_path / "old.npz")

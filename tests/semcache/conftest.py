@@ -42,6 +42,13 @@ class SGW:
     def entries(self) -> int:
         return self.stage.cache.store.count()
 
+    def wait_writes(self) -> None:
+        """Wait (bounded) until the entries of the answers given so far are written (or refused)."""
+        deadline = time.monotonic() + 20
+        while self.stage._pending and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not self.stage._pending, "semantic-cache writes still pending after 20 s"
+
     def wait_stored(self, n: int) -> None:
         """Entries are written after the answer goes out; wait (bounded) until `n` are there."""
         deadline = time.monotonic() + 20

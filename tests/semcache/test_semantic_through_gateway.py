@@ -155,10 +155,9 @@ def test_ttl_and_eviction(make_gateway):
     assert ask(gw, "How do I reset my password?").headers["x-scrimp-cache"] == "miss"  # expired
 
     gw = make_gateway("sqlite", max_entries=2)
-    for n, q in enumerate(["How can I reset my password?", "What is the capital of France?",
-                           "How do I bake sourdough bread?"], start=1):
+    for q in ["How can I reset my password?", "What is the capital of France?", "How do I bake sourdough bread?"]:
         ask(gw, q)
-        gw.wait_stored(min(n, 2))
+        gw.wait_writes()  # the third write must land before the sweep, or the sweep has nothing to evict
     gw.stage.cache.sweep()
     assert gw.entries() == 2
     # the oldest entry went: its paraphrase misses; the newest is still served

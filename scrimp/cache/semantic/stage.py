@@ -199,6 +199,9 @@ class SemanticCacheStage:
         return [Route("/v1/scrimp/cache/feedback", self.feedback, methods=["POST"])]
 
     async def start(self) -> None:
+        from scrimp.blas_threads import serve_with_one_blas_thread
+
+        serve_with_one_blas_thread()
         # load (and on first use export) the embedder now, not on the first request
         await asyncio.to_thread(self.cache.model.embed, ["warm up"])
         if self.cache.snapshots is not None and self.snapshot_every_s > 0:

@@ -1,0 +1,111 @@
+"""Request features for the learned router: a sentence embedding of the prompt plus cheap lexical ones.
+
+The embedding (all-MiniLM-L6-v2, run locally) says what a prompt is about; the lexical features say how
+it is put: length, numbers and math notation, code, how the question is asked, negations, enumerations.
+Only the embedding costs anything (~4 ms for a short prompt); the lexical pass is one regex sweep
+(tens of microseconds)."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+
+import numpy as np
+
+from scrimp.tokens import count_tokens
+
+EMBEDDING = "all-MiniLM-L6-v2"
+MAX_CHARS = 4000  # the embedder reads 256 tokens; more text only costs tokenizer time
+
+_DIGIT = re.compile(r"\d")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_MATH = re.compile(r"[=+\-*/^<>≤≥≠±×÷√∑∫∞πθ]|\\(?:frac|sqrt|sum|int|cdot|times|le|ge|pi|alpha|beta|theta)\b")
+_LATEX = re.compile(r"\$|\\[a-zA-Z]+")
+_CODE = re.compile(r"```|\bdef |\breturn\b|\bprint\(|[{};]\s*$|^\s{4,}\S|==|!=|\+\+|->|=>", re.MULTILINE)
+_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+_ENUM = re.compile(r"^\s*(?:[A-Za-z]|[0-9]{1,2}|[IVX]{1,4})[.)]\s", re.MULTILINE)
+_QWORDS = {
+    "what": ("what",), "which": ("which",), "why_how": ("why", "how"),
+    "compute": ("calculate", "compute", "find", "solve", "evaluate", "determine", "estimate", "simplify"),
+    "prove": ("prove", "show", "derive", "explain"),
+    "negation": ("not", "except", "false", "incorrect", "least", "never", "untrue"),
+    "statement": ("statement", "statements", "true", "valid", "correct"),
+}
+_QWORD_OF = {w: name for name, words in _QWORDS.items() for w in words}
+
+LEXICAL = ["log_tokens", "log_chars", "log_lines", "digit_share", "log_numbers", "math_share", "latex_share",
+           "code_lines_share", "enum_items", "avg_word_len", "long_word_share", "upper_share",
+           "question_marks", *[f"q_{name}" for name in _QWORDS]]
+
+
+def lexical(prompt: str) -> np.ndarray:
+    """One row of `LEXICAL` (float32). Shares are per character or per word, so prompts of any length compare."""
+    n = max(len(prompt), 1)
+    words = _WORD.findall(prompt)
+    nw = max(len(words), 1)
+    lines = prompt.count("\n") + 1
+    lower = [w.lower() for w in words]
+    q = dict.fromkeys(_QWORDS, 0)
+    for w in lower:
+        name = _QWORD_OF.get(w)
+        if name:
+            q[name] += 1
+    row = [
+        math.log1p(count_tokens(prompt)), math.log1p(len(prompt)), math.log1p(lines),
+        len(_DIGIT.findall(prompt)) / n, math.log1p(len(_NUMBER.findall(prompt))),
+        len(_MATH.findall(prompt)) / n, len(_LATEX.findall(prompt)) / n,
+        len(_CODE.findall(prompt)) / lines, min(len(_ENUM.findall(prompt)), 20) / 10,
+        sum(map(len, words)) / nw, sum(len(w) >= 10 for w in words) / nw,
+        sum(c.isupper() for c in prompt) / n, min(prompt.count("?"), 10) / 5,
+        *[min(q[name], 5) / 5 for name in _QWORDS],  # counts, capped: presence matters more than repetition
+    ]
+    return np.asarray(row, dtype=np.float32)
+
+
+def lexical_matrix(prompts: list[str]) -> np.ndarray:
+    return np.stack([lexical(p) for p in prompts]) if prompts else np.zeros((0, len(LEXICAL)), np.float32)
+
+
+def _onnx_embedder(threads: int | None):
+    from scrimp.cache.semantic.embedder import cache_dir, default_model_path
+    from scrimp.cache.semantic.onnx_embedder import LOOKUP_THREADS, OnnxEmbedder
+
+    return OnnxEmbedder(default_model_path(), cache_dir() / "minilm-base" / "model-fused.onnx", batch_size=32,
+                        threads=threads or LOOKUP_THREADS)
+
+
+class Featurizer:
+    """Embeds prompts (loaded once, lazily) and computes the lexical features.
+
+    The semantic cache's ONNX export of MiniLM is used (same weights as `LocalEmbedder`, outputs equal to
+    ~1e-6, several times faster per request); `runtime="torch"` uses `LocalEmbedder` itself."""
+
+    def __init__(self, runtime: str = "onnx") -> None:
+        self.runtime = runtime
+        self._lookup = None
+        self._bulk = None
+
+    def _embedder(self, bulk: bool):
+        if self.runtime == "torch":
+            from scrimp.cache.semantic.embedder import LocalEmbedder
+
+            if self._lookup is None:
+                self._lookup = LocalEmbedder()
+            return self._lookup
+        if bulk:  # many prompts: every core
+            if self._bulk is None:
+                self._bulk = _onnx_embedder(os.cpu_count())
+            return self._bulk
+        if self._lookup is None:  # one request: the lookup setting the semantic cache measured as fastest
+            self._lookup = _onnx_embedder(None)
+        return self._lookup
+
+    def embed(self, prompts: list[str], progress: bool = False) -> np.ndarray:
+        if not prompts:
+            return np.zeros((0, 384), np.float32)
+        emb = self._embedder(len(prompts) > 16)
+        return emb.embed([p[:MAX_CHARS] for p in prompts], progress=progress)
+
+    def spec(self) -> dict:
+        return {"embedding": EMBEDDING, "runtime": self.runtime, "max_chars": MAX_CHARS, "lexical": LEXICAL}
