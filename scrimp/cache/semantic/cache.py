@@ -30,7 +30,7 @@ class Hit:
 
 
 class SemanticCache:
-    def __init__(self, store: SemanticStore, model: SemanticModel, *, hnsw_from: int = 20_000, candidates: int = 4,
+    def __init__(self, store: SemanticStore, model: SemanticModel, *, hnsw_from: int = 10_000, candidates: int = 4,
                  max_namespaces: int = 10_000, sweep_every: int = 256,
                  snapshots: IndexSnapshots | None = None) -> None:
         self.store = store

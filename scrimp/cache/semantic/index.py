@@ -114,7 +114,7 @@ class HnswIndex:
 class AutoIndex:
     """Exact while small, HNSW once the namespace passes `hnsw_from` entries."""
 
-    def __init__(self, hnsw_from: int = 20_000, dim: int = DIM, hnsw: HnswIndex | None = None,
+    def __init__(self, hnsw_from: int = 10_000, dim: int = DIM, hnsw: HnswIndex | None = None,
                  max_id: int = 0) -> None:
         self.hnsw_from = hnsw_from
         self._impl: ExactIndex | HnswIndex = hnsw if hnsw is not None else ExactIndex(dim)

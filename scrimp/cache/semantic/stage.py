@@ -240,7 +240,7 @@ def build(section: dict[str, Any], ctx: GatewayContext) -> SemanticCacheStage:
     if "max_false_hit" in section:
         model.threshold = model.threshold_for(float(section["max_false_hit"]))
     store = open_store(section)
-    cache = SemanticCache(store, model, hnsw_from=int(section.get("hnsw_from", 20_000)),
+    cache = SemanticCache(store, model, hnsw_from=int(section.get("hnsw_from", 10_000)),
                           snapshots=snapshots_for(section, store))
     return SemanticCacheStage(cache, ttl_s=float(section.get("ttl_s", 86_400)), features=section.get("features"),
                               enabled=bool(section.get("enabled", True)),
