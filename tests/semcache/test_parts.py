@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -183,14 +184,36 @@ def test_cli_eval_calibrate_and_bad_input(tmp_path):
     assert out.exit_code != 0 and "not a semantic-cache model" in out.output
 
 
-def test_saved_hnsw_index_comes_back_up_to_date_with_the_store(tmp_path, caplog):
+@pytest.fixture(params=["sqlite", "postgres"])
+def entry_store(request, tmp_path):
+    """An empty semantic-cache store; PostgreSQL in a schema of its own (SCRIMP_TEST_PG_DSN to point elsewhere)."""
+    import uuid
+
+    import psycopg
+
+    from scrimp.cache.semantic.store import PostgresSemanticStore, SQLiteSemanticStore
+
+    pg_dsn = os.environ.get("SCRIMP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+    if request.param == "sqlite":
+        store = SQLiteSemanticStore(tmp_path / "sem.db")
+        yield store
+        store.close()
+        return
+    schema = f"scrimp_test_snap_{uuid.uuid4().hex[:10]}"
+    store = PostgresSemanticStore(pg_dsn, schema)
+    yield store
+    store.close()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_saved_hnsw_index_comes_back_up_to_date_with_the_store(entry_store, tmp_path, caplog):
     from scrimp.cache.semantic.snapshots import IndexSnapshots
-    from scrimp.cache.semantic.store import SQLiteSemanticStore
 
     rng = np.random.default_rng(1)
     vecs = rng.normal(size=(300, 384)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    store = SQLiteSemanticStore(tmp_path / "sem.db")
+    store = entry_store
     ids = [store.insert("t", "ns", "f", f"q{i}", v, b"answer", 0.01, 3600) for i, v in enumerate(vecs[:250])]
     store.insert("t", "other-ns", "f", "elsewhere", vecs[299], b"answer", 0.01, 3600)
     index = AutoIndex(hnsw_from=100)
@@ -218,4 +241,3 @@ def test_saved_hnsw_index_comes_back_up_to_date_with_the_store(tmp_path, caplog)
     assert snaps.load("ns", store, hnsw_from=100) is None
     assert "rebuilding it from the store" in caplog.text
     assert not graph.exists() and graph.with_name(graph.name + ".bad").exists()
-    store.close()
