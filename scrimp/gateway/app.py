@@ -19,6 +19,7 @@ from scrimp.formats import openai as openai_fmt
 from scrimp.formats.errors import APIError
 from scrimp.gateway.attribution import attribute, client_key
 from scrimp.gateway.config import GatewayConfig
+from scrimp.gateway.metrics import endpoint as metrics_endpoint
 from scrimp.gateway.stages import GatewayContext, build_stages
 from scrimp.gateway.upstream import Upstream
 from scrimp.pipeline import Call, Pipeline, Reply, events_from_response
@@ -221,6 +222,7 @@ def create_app(config: GatewayConfig) -> Starlette:
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
+        Route("/metrics", metrics_endpoint(gateway.stages), methods=["GET"]),
         *[route for stage in gateway.stages if hasattr(stage, "http_routes") for route in stage.http_routes()],
     ], lifespan=lifespan)
     app.state.gateway = gateway

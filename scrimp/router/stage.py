@@ -13,6 +13,7 @@ model actually called)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import time
@@ -26,6 +27,7 @@ from starlette.routing import Route as HttpRoute
 
 from scrimp import pricing
 from scrimp.canonical import ChatResponse
+from scrimp.gateway.metrics import Sample
 from scrimp.gateway.stages import GatewayContext
 from scrimp.pipeline import Call, Next, Reply, StreamEvent, events_from_response
 from scrimp.router import rules as rules_mod
@@ -123,6 +125,8 @@ class RouterStage:
         self.routes = routes
         self.ledger = ledger  # the ledger store: shadow results and events go there
         self.events: list[dict[str, Any]] = []  # recent events, also served at /v1/scrimp/router/status
+        self.routed: collections.Counter[tuple[str, str]] = collections.Counter()  # (route, model) -> calls
+        self.trips: collections.Counter[str] = collections.Counter()  # route -> drift-guard trips
 
     # -- choosing ------------------------------------------------------------------------------------
     def route_for(self, call: Call) -> RouteSpec | None:
@@ -158,6 +162,7 @@ class RouterStage:
 
     def _mark(self, call: Call, route: RouteSpec, model: str, details: dict[str, Any]) -> None:
         call.target_model = model
+        self.routed[(route.name, model)] += 1
         tier = "cheap" if model == route.cheap else "strong" if model == route.strong else model
         call.decisions.update(route=f"{route.name}:{tier}", routed_model=model, **details)
         if model != call.requested_model:
@@ -226,6 +231,7 @@ class RouterStage:
             log.warning("drift guard: route %s sends traffic back to %s (cheap-model quality %.3f, upper bound "
                         "%.3f < target %.3f over %d shadow samples)", route.name, route.strong, status.mean,
                         status.upper, status.target, status.samples)
+            self.trips[route.name] += 1
             self.record_event("drift_guard_tripped", route.name, detail)
 
     def record_event(self, kind: str, route: str, detail: dict[str, Any]) -> None:
@@ -260,6 +266,37 @@ class RouterStage:
         route.drift.reset()
         self.record_event("drift_guard_reset", name, {})
         return JSONResponse({"route": name, "tripped": False})
+
+    def metrics(self) -> list[Sample]:
+        """For GET /metrics: what an alert on routing would watch."""
+        out = [Sample("scrimp_router_calls_total", "counter", "Calls routed, by route and the model chosen.", n,
+                      {"route": route, "model": model}) for (route, model), n in sorted(self.routed.items())]
+        for name, r in self.routes.items():
+            lab = {"route": name}
+            if r.drift is not None:
+                st = r.drift.status()
+                nan = float("nan")
+                out += [
+                    Sample("scrimp_router_drift_tripped", "gauge", "1 while the drift guard holds the route on its "
+                           "strong model.", int(st.tripped), lab),
+                    Sample("scrimp_router_drift_trips_total", "counter", "Times the drift guard tripped.",
+                           self.trips[name], lab),
+                    Sample("scrimp_router_drift_quality", "gauge", "Mean shadow score of the cheap model (window).",
+                           nan if st.mean is None else st.mean, lab),
+                    Sample("scrimp_router_drift_quality_upper", "gauge", "Upper confidence bound of that mean.",
+                           nan if st.upper is None else st.upper, lab),
+                    Sample("scrimp_router_drift_target", "gauge", "The route's quality target.", st.target, lab),
+                    Sample("scrimp_router_drift_samples", "gauge", "Shadow samples in the window.", st.samples, lab)]
+            if r.shadow is not None:
+                out += [
+                    Sample("scrimp_router_shadow_runs_total", "counter", "Shadow evaluations run.", r.shadow.runs, lab),
+                    Sample("scrimp_router_shadow_skipped_for_cap_total", "counter", "Shadow evaluations skipped "
+                           "because the day's spend cap was reached.", r.shadow.skipped_for_cap, lab),
+                    Sample("scrimp_router_shadow_spent_today_usd", "gauge", "Shadow spend today (UTC).",
+                           r.shadow.spent_today, lab),
+                    Sample("scrimp_router_shadow_cap_usd_per_day", "gauge", "The route's daily shadow spend cap.",
+                           r.shadow.policy.max_usd_per_day, lab)]
+        return out
 
     def http_routes(self) -> list[HttpRoute]:  # the gateway mounts these
         return [HttpRoute("/v1/scrimp/router/status", self.status, methods=["GET"]),

@@ -159,7 +159,29 @@ def test_drift_guard_sends_the_route_back_when_cheap_quality_drops(make_gateway,
     assert kind == "drift_guard_tripped" and route == "default" and json.loads(detail)["upper"] < 0.9
     status = httpx.get(gw.url + "/v1/scrimp/router/status").json()
     assert status["routes"]["default"]["drift"]["tripped"] is True
+    metrics = httpx.get(gw.url + "/metrics")  # what an alert rule would watch
+    assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+    m = prometheus_samples(metrics.text)
+    assert m['scrimp_router_drift_tripped{route="default"}'] == 1
+    assert m['scrimp_router_drift_trips_total{route="default"}'] == 1
+    assert m['scrimp_router_drift_quality_upper{route="default"}'] < m['scrimp_router_drift_target{route="default"}']
+    assert m['scrimp_router_calls_total{route="default",model="gpt-4o"}'] >= 2
+    assert m['scrimp_router_shadow_runs_total{route="default"}'] >= n  # and some after the switch
     assert httpx.post(gw.url + "/v1/scrimp/router/routes/default/reset").json()["tripped"] is False
+    assert prometheus_samples(httpx.get(gw.url + "/metrics").text)['scrimp_router_drift_tripped{route="default"}'] == 0
+
+
+def prometheus_samples(text: str) -> dict[str, float]:
+    """{'name{labels}': value} from the Prometheus text format, checking each family is declared first."""
+    declared, out = set(), {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            declared.add(line.split()[2])
+        elif line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            assert key.split("{")[0] in declared, f"{key} has no TYPE line"
+            out[key] = float(value)
+    return out
 
 
 def test_anthropic_clients_are_routed_too(make_gateway):

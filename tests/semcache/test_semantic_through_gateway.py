@@ -143,6 +143,10 @@ def test_feedback_removes_the_entry_and_keeps_the_pair(sgw):
          "text_b": "How do I reset my password", "label": 0}]
     bad = httpx.post(sgw.url + "/v1/scrimp/cache/feedback", json={"entry": "x"}, headers={"x-scrimp-tenant": "acme"})
     assert bad.status_code == 400 and "entry_id" in bad.json()["error"]["message"]
+    metrics = httpx.get(sgw.url + "/metrics").text
+    assert 'scrimp_semantic_cache_lookups_total{result="hit"} 1\n' in metrics
+    assert 'scrimp_semantic_cache_lookups_total{result="miss"} 2\n' in metrics
+    assert "scrimp_semantic_cache_feedback_removed_total 1\n" in metrics
 
 
 def test_ttl_and_eviction(make_gateway):

@@ -108,6 +108,11 @@ class SemanticCache:
             self.sweep()
         return entry_id
 
+    @property
+    def size(self) -> int | None:
+        """Entries in the store as last counted (None before the first write or sweep)."""
+        return self._size
+
     def save_indexes(self) -> int:
         """Save the HNSW indexes changed since their last save (see snapshots.py); returns how many."""
         if self.snapshots is None:

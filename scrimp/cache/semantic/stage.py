@@ -29,6 +29,7 @@ from scrimp.cache.semantic.normalize import normalize
 from scrimp.cache.semantic.snapshots import IndexSnapshots
 from scrimp.cache.semantic.store import SemanticStore, open_store
 from scrimp.canonical import ChatRequest, ChatResponse
+from scrimp.gateway.metrics import Sample
 from scrimp.gateway.stages import GatewayContext
 from scrimp.pipeline import Call, Next, Reply, StreamEvent
 
@@ -75,6 +76,8 @@ class SemanticCacheStage:
         self._recent: OrderedDict[tuple[str, int], str] = OrderedDict()  # (tenant, entry id) -> question asked
         self._pending: set[asyncio.Task] = set()
         self._thresholds: dict[str, float] = {}
+        self.lookups = {"hit": 0, "miss": 0}
+        self.removed_by_feedback = 0
 
     def _policy(self, call: Call) -> dict[str, Any]:
         return self.features.get(call.attribution.feature or "", {})
@@ -99,6 +102,7 @@ class SemanticCacheStage:
             vector = await self.embedder.embed(question)
             hit, _ = await asyncio.to_thread(self.cache.lookup, ns, question, vector,
                                              self._threshold(call))
+            self.lookups["hit" if hit is not None else "miss"] += 1
             if hit is not None:
                 resp, cost = decode(hit.entry.response)
                 call.decisions.update(cache="semantic", cached_cost_usd=cost, semantic_entry=hit.entry.id,
@@ -190,10 +194,23 @@ class SemanticCacheStage:
                 await asyncio.to_thread(self.cache.store.add_feedback, tenant, entry.feature, entry.query, asked, 1)
             return JSONResponse({"entry_id": entry_id, "removed": False})
         removed = await asyncio.to_thread(self.cache.feedback_wrong, tenant, entry_id, asked)
+        self.removed_by_feedback += int(removed)
         if not removed:
             return JSONResponse({"error": {"message": f"no cache entry {entry_id}", "type": "not_found_error"}},
                                 status_code=404)
         return JSONResponse({"entry_id": entry_id, "removed": True})
+
+    def metrics(self) -> list[Sample]:
+        """For GET /metrics."""
+        help_ = "Semantic-cache lookups (eligible requests not marked no-cache), by result."
+        out = [Sample("scrimp_semantic_cache_lookups_total", "counter", help_, n, {"result": result})
+               for result, n in self.lookups.items()]
+        out.append(Sample("scrimp_semantic_cache_feedback_removed_total", "counter",
+                          "Entries removed because a client marked the answer wrong.", self.removed_by_feedback))
+        if self.cache.size is not None:
+            out.append(Sample("scrimp_semantic_cache_entries", "gauge", "Entries in the store (as this gateway "
+                              "last counted them).", self.cache.size))
+        return out
 
     def http_routes(self) -> list[Route]:
         return [Route("/v1/scrimp/cache/feedback", self.feedback, methods=["POST"])]
