@@ -2,8 +2,8 @@
 
 The embedding (all-MiniLM-L6-v2, run locally) says what a prompt is about; the lexical features say how
 it is put: length, numbers and math notation, code, how the question is asked, negations, enumerations.
-Only the embedding costs anything (~4 ms for a short prompt); the lexical pass is one regex sweep
-(tens of microseconds)."""
+Only the embedding costs anything (a few milliseconds, growing with the prompt: docs/routing.md); the
+lexical pass is a few regex sweeps (tens of microseconds)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ class Featurizer:
     """Embeds prompts (loaded once, lazily) and computes the lexical features.
 
     The semantic cache's ONNX export of MiniLM is used (same weights as `LocalEmbedder`, outputs equal to
-    ~1e-6, several times faster per request); `runtime="torch"` uses `LocalEmbedder` itself."""
+    1e-4, without PyTorch at request time); `runtime="torch"` uses `LocalEmbedder` itself."""
 
     def __init__(self, runtime: str = "onnx") -> None:
         self.runtime = runtime

@@ -9,7 +9,7 @@ Three small scorers each estimate the expected gain of the strong model (strong 
   put (length, numbers, math, code, negations...).
 
 Each score is turned into its rank among the training prompts' out-of-fold scores; the mean rank orders
-prompts (best measured on MMLU, beating each scorer alone and learned stackers: docs/routing.md), and an
+prompts (measured on MMLU: better than each scorer alone and than adding a fourth; docs/routing.md), and an
 isotonic map fitted on the out-of-fold ranks turns it into p_cheap_ok = P(cheap score >= strong score).
 Every part is a few arrays, saved in one .npz with a JSON header (no pickled code). Out-of-fold
 p_cheap_ok of the training prompts is kept, so calibrating on the training data is honest."""
