@@ -66,12 +66,36 @@ def features(prompts: list[str]) -> np.ndarray:
     return X
 
 
+def decision_latency(router: Router, eval_prompts: list[str]) -> list[str]:
+    """One request's routing decision (embedding included), as the gateway makes it: the last seed's router
+    read back from its file, one prompt at a time; BLAS on one thread (as served) and with the default pool."""
+    import tempfile
+
+    from blas_pool import blas_threads, p50_p99_ms, time_each
+
+    with tempfile.TemporaryDirectory() as tmp:
+        router.save(f"{tmp}/r.npz")
+        served = Router.load(f"{tmp}/r.npz")
+    short = ["How do I reset my password?", "What is 7 plus 5?", "Summarise this paragraph in one line."]
+    served.p_cheap_ok(short[:1])  # load the embedder
+    out = []
+    for threads in (1, None):
+        with blas_threads(threads):
+            for name, items in ((f"short prompts ({np.mean([len(p) for p in short]):.0f} chars)", short * 100),
+                                (f"MMLU prompts ({np.mean([len(p) for p in eval_prompts]):.0f} chars on average)",
+                                 eval_prompts)):
+                secs = time_each(lambda p: served.p_cheap_ok([p]), items)
+                out.append(f"decision, {name}, BLAS {'1 thread' if threads else 'default pool'}: {p50_p99_ms(secs)}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--target", type=float, default=0.95)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--latency-prompts", type=int, default=300)
     args = ap.parse_args()
     prompts, cheap, strong, dropped = load(args.data)
     t0 = time.perf_counter()
@@ -108,6 +132,7 @@ def main() -> None:
         return float(vals.mean()), float(vals.std())
 
     result = {
+        "decision_latency": decision_latency(router, [prompts[i] for i in te[:args.latency_prompts]]),
         "examples": len(prompts), "dropped_contaminated": dropped, "seeds": args.seeds,
         "cheap_quality": float(cheap.mean()), "strong_quality": float(strong.mean()),
         "router": {k: agg(lambda r, k=k: r[k]) for k in ("apgr", "cpt50", "cpt80")},
@@ -140,6 +165,8 @@ def main() -> None:
           f"±{c['quality_ratio'][1]:.1%} of strong; target met on {c['met_on_eval_half']}/{args.seeds} "
           "evaluation halves")
     print(f"features {embed_s:.0f} s for {len(prompts)} prompts; fit {result['fit_s'][0]:.1f} s ({result['machine']})")
+    for line in result["decision_latency"]:
+        print(line)
 
 
 if __name__ == "__main__":

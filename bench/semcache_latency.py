@@ -72,6 +72,19 @@ def save_and_load(index: HnswIndex, probes: np.ndarray) -> tuple[str, str]:
     return f"{save_s:.1f}", f"{load_s:.1f}"
 
 
+def blas_effect(model, vecs: np.ndarray, query_texts: list[str]) -> None:
+    """Embedding + exact search of 10,000 entries, BLAS on one thread (as served) and with the default pool."""
+    from blas_pool import blas_threads, p50_p99_ms, time_each
+
+    index = ExactIndex()
+    index.add(np.arange(1, len(vecs) + 1), vecs)
+    for threads in (1, None):
+        with blas_threads(threads):
+            secs = time_each(lambda q: index.search(model.embed([q])[0], 4), query_texts)
+        print(f"embedding + exact search of {len(vecs):,} entries, BLAS {'1 thread' if threads else 'default pool'}: "
+              f"{p50_p99_ms(secs)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=DATA)
@@ -97,6 +110,7 @@ def main() -> None:
     qvecs = np.asarray(qvecs)
     print(f"machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores")
     print(f"embedding one question (ONNX Runtime): p50 {pct(embed_ms, 50):.2f} ms, p99 {pct(embed_ms, 99):.2f} ms")
+    blas_effect(model, corpus(base, 10_000, np.random.default_rng(1)), query_texts)
     print(f"{'entries':>9} {'index':>6} {'build s':>8} {'search p50':>11} {'p99':>7} {'embed+search p50':>17} "
           f"{'p99':>7} {'recall@1':>9} {'save s':>7} {'load s':>7}")
     for n in (int(s) for s in args.sizes.split(",")):
