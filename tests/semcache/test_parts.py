@@ -108,6 +108,21 @@ def test_auto_index_moves_to_hnsw_past_its_size():
     assert index.kind == "hnsw" and index.search(vecs[11], 1)[0][0] == 12
 
 
+def test_an_index_being_saved_holds_its_writes_and_keeps_answering():
+    vecs = np.eye(384, dtype=np.float32)[:14]
+    index = AutoIndex(hnsw_from=10)
+    index.add(np.arange(1, 13), vecs[:12])
+    index.dirty = False  # as after a save
+    index.hold_writes()
+    index.add(np.asarray([13]), vecs[12:13])
+    index.remove(5)
+    assert index.search(vecs[4], 1)[0][0] == 5 and index.search(vecs[12], 1)[0][0] != 13  # not yet
+    assert len(index) == 12 and not index.dirty and index.max_id == 13
+    index.release_writes()
+    assert index.search(vecs[12], 1)[0][0] == 13 and 5 not in index.search(vecs[4], 3)[0]
+    assert len(index) == 12 and index.dirty and not index.saving
+
+
 def test_verifier_export_matches_scikit_learn(tmp_path):
     from sklearn.ensemble import HistGradientBoostingClassifier
 

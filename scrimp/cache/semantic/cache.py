@@ -57,7 +57,7 @@ class SemanticCache:
                 self._indexes[namespace] = index
                 if len(self._indexes) > self.max_namespaces:  # idle namespaces reload from the store when asked
                     idle_ns, idle = self._indexes.popitem(last=False)
-                    if self.snapshots and idle.dirty:
+                    if self.snapshots and idle.dirty and not idle.saving:
                         self.snapshots.save(idle_ns, idle)
             else:
                 self._indexes.move_to_end(namespace)
@@ -117,11 +117,19 @@ class SemanticCache:
         """Save the HNSW indexes changed since their last save (see snapshots.py); returns how many."""
         if self.snapshots is None:
             return 0
+        with self._lock:
+            changed = [(ns, index) for ns, index in self._indexes.items() if index.dirty and index.hnsw is not None]
         saved = 0
-        with self._lock:  # nothing may change a graph while it is written (a few seconds at a million entries)
-            for namespace, index in list(self._indexes.items()):
-                if index.dirty and self.snapshots.save(namespace, index):
-                    saved += 1
+        for namespace, index in changed:
+            # writing a large graph takes seconds (5 s at a million entries): lookups go on meanwhile, and the
+            # namespace's writes wait for the end of the save instead of blocking them
+            with self._lock:
+                index.hold_writes()
+            try:
+                saved += self.snapshots.save(namespace, index)
+            finally:
+                with self._lock:
+                    index.release_writes()
         return saved
 
     def sweep(self) -> int:

@@ -120,6 +120,7 @@ class AutoIndex:
         self._impl: ExactIndex | HnswIndex = hnsw if hnsw is not None else ExactIndex(dim)
         self.max_id = max_id  # newest entry loaded (shared stores re-read rows past it)
         self.dirty = False  # changed since it was loaded or saved (snapshots.py)
+        self._held: list[tuple] | None = None  # writes waiting while the graph is being saved
 
     @property
     def kind(self) -> str:
@@ -132,10 +133,29 @@ class AutoIndex:
     def hnsw(self) -> HnswIndex | None:
         return self._impl if isinstance(self._impl, HnswIndex) else None
 
+    def hold_writes(self) -> None:
+        """Until `release_writes`, adds and removes wait, so the graph can be saved while searches go on."""
+        self._held = []
+
+    @property
+    def saving(self) -> bool:
+        return self._held is not None
+
+    def release_writes(self) -> None:
+        held, self._held = self._held or [], None
+        for op in held:
+            if len(op) == 2:
+                self.add(*op)
+            else:
+                self.remove(*op)
+
     def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
         if len(ids) == 0:
             return
-        self.max_id = max(self.max_id, int(np.max(ids)))
+        self.max_id = max(self.max_id, int(np.max(ids)))  # even when held: a shared store is not re-read twice
+        if self._held is not None:
+            self._held.append((ids, vecs))
+            return
         self.dirty = True
         self._impl.add(ids, vecs)
         if isinstance(self._impl, ExactIndex) and len(self._impl) >= self.hnsw_from:
@@ -144,7 +164,9 @@ class AutoIndex:
             self._impl.add(old_ids, old_vecs)
 
     def remove(self, entry_id: int) -> None:
-        if self._impl.remove(entry_id):
+        if self._held is not None:
+            self._held.append((entry_id,))
+        elif self._impl.remove(entry_id):
             self.dirty = True
 
     def search(self, vec: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -34,17 +34,19 @@ class IndexSnapshots:
         return self.directory / f"{name}.usearch", self.directory / f"{name}.json"
 
     def save(self, namespace: str, index: AutoIndex) -> bool:
-        """Write `index` if it is an HNSW graph; the caller keeps it from changing meanwhile."""
+        """Write `index` if it is an HNSW graph; the caller keeps it from changing meanwhile (holding its
+        writes, or the cache's lock)."""
         hnsw = index.hnsw
         if hnsw is None:
             return False
+        record = {"format": FORMAT, "namespace": namespace, "max_id": index.max_id, "count": len(index),
+                  "dim": hnsw.dim}
         graph, meta = self._paths(namespace)
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp_graph, tmp_meta = (p.with_name(f".{p.name}.tmp{os.getpid()}") for p in (graph, meta))
         try:
             hnsw.save(str(tmp_graph))
-            tmp_meta.write_text(json.dumps({"format": FORMAT, "namespace": namespace, "max_id": index.max_id,
-                                            "count": len(index), "dim": hnsw.dim}))
+            tmp_meta.write_text(json.dumps(record))
             os.replace(tmp_graph, graph)
             os.replace(tmp_meta, meta)  # a crash between the two renames is caught by the count check on load
         finally:
