@@ -56,11 +56,13 @@ def load(data: Path) -> tuple[list[str], np.ndarray, np.ndarray, int]:
 
 
 def features(prompts: list[str]) -> np.ndarray:
-    key = hashlib.sha256("\x1e".join(prompts).encode()).hexdigest()[:16]
+    featurizer = Router(CHEAP, STRONG).featurizer  # the embeddings a router trained now would use
+    spec = json.dumps(featurizer.spec(), sort_keys=True)
+    key = hashlib.sha256(("\x1e".join(prompts) + spec).encode()).hexdigest()[:16]
     cache = Path(os.environ.get("SCRIMP_CACHE_DIR", Path.home() / ".cache" / "scrimp")) / f"bench-router-emb-{key}.npy"
     if cache.exists():
         return np.load(cache)
-    X = Router(CHEAP, STRONG).featurizer.embed(prompts, progress=True)
+    X = featurizer.embed(prompts, progress=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, X)
     return X
