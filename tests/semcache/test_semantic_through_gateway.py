@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import anthropic
 import httpx
 import openai
@@ -191,6 +193,10 @@ def test_a_restarted_gateway_reads_its_saved_hnsw_index(make_gateway, tmp_path):
     assert len(saved) == 1
 
     again = make_gateway("sqlite", schema="restart", hnsw_from=3)
+    deadline = time.monotonic() + 20
+    while not again.stage.cache._indexes and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(again.stage.cache._indexes) == 1  # read back at start-up, before any request asked for it
     reply = ask(again, "Where do I download my invoice?")
     assert reply.headers["x-scrimp-cache"] == "semantic"
     (index,) = again.stage.cache._indexes.values()

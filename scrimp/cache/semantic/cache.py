@@ -108,6 +108,17 @@ class SemanticCache:
             self.sweep()
         return entry_id
 
+    def preload(self) -> int:
+        """Read the saved graphs back now (most recent first, up to `max_namespaces`) rather than on each
+        namespace's first lookup, which would wait for it (seconds for a million entries)."""
+        if self.snapshots is None or not self.snapshots.directory.exists():
+            return 0
+        loaded = 0
+        for namespace in self.snapshots.namespaces()[:self.max_namespaces]:
+            self._index(namespace)
+            loaded += 1
+        return loaded
+
     @property
     def size(self) -> int | None:
         """Entries in the store as last counted (None before the first write or sweep)."""

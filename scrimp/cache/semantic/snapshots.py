@@ -55,6 +55,17 @@ class IndexSnapshots:
         index.dirty = False
         return True
 
+    def namespaces(self) -> list[str]:
+        """Namespaces with a saved graph, most recently saved first."""
+        records = sorted(self.directory.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        out = []
+        for path in records:
+            try:
+                out.append(json.loads(path.read_text())["namespace"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # load() sets a bad record aside when the namespace is asked for
+        return out
+
     def load(self, namespace: str, store, hnsw_from: int) -> AutoIndex | None:
         """The saved index of `namespace` brought up to date with `store`, or None when there is none."""
         graph, meta_path = self._paths(namespace)

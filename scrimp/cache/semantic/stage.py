@@ -69,6 +69,7 @@ class SemanticCacheStage:
         self.cache = cache
         self.snapshot_every_s = snapshot_every_s
         self._snapshotter: asyncio.Task | None = None
+        self._preloader: asyncio.Task | None = None
         self.ttl_s = ttl_s
         self.features = features or {}  # feature -> {"enabled", "any_temperature", "ttl_s", "max_false_hit"}
         self.enabled = enabled
@@ -221,8 +222,19 @@ class SemanticCacheStage:
         serve_with_one_blas_thread()
         # load (and on first use export) the embedder now, not on the first request
         await asyncio.to_thread(self.cache.model.embed, ["warm up"])
-        if self.cache.snapshots is not None and self.snapshot_every_s > 0:
-            self._snapshotter = asyncio.get_running_loop().create_task(self._save_indexes_every())
+        if self.cache.snapshots is not None:
+            # saved graphs are read in the background: the gateway serves meanwhile
+            self._preloader = asyncio.get_running_loop().create_task(self._preload())
+            if self.snapshot_every_s > 0:
+                self._snapshotter = asyncio.get_running_loop().create_task(self._save_indexes_every())
+
+    async def _preload(self) -> None:
+        try:
+            loaded = await asyncio.to_thread(self.cache.preload)
+            if loaded:
+                log.info("semantic cache: %d saved index(es) read back", loaded)
+        except Exception:
+            log.exception("semantic cache: reading saved indexes failed; they load on first use instead")
 
     async def _save_indexes_every(self) -> None:
         while True:
@@ -235,6 +247,8 @@ class SemanticCacheStage:
     async def close(self) -> None:
         if self._snapshotter is not None:
             self._snapshotter.cancel()
+        if self._preloader is not None:
+            await asyncio.gather(self._preloader, return_exceptions=True)  # a thread cannot be cancelled
         await self.drain()
         try:
             await asyncio.to_thread(self.cache.save_indexes)  # the next start reads these instead of rebuilding
