@@ -108,13 +108,16 @@ class SemanticCache:
             self.sweep()
         return entry_id
 
-    def preload(self) -> int:
+    def preload(self, stop: threading.Event | None = None) -> int:
         """Read the saved graphs back now (most recent first, up to `max_namespaces`) rather than on each
-        namespace's first lookup, which would wait for it (seconds for a million entries)."""
+        namespace's first lookup, which would wait for it (seconds for a million entries). `stop` ends it
+        between two graphs (a gateway stopping does not wait for the rest)."""
         if self.snapshots is None or not self.snapshots.directory.exists():
             return 0
         loaded = 0
         for namespace in self.snapshots.namespaces()[:self.max_namespaces]:
+            if stop is not None and stop.is_set():
+                break
             self._index(namespace)
             loaded += 1
         return loaded

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -70,6 +71,7 @@ class SemanticCacheStage:
         self.snapshot_every_s = snapshot_every_s
         self._snapshotter: asyncio.Task | None = None
         self._preloader: asyncio.Task | None = None
+        self._stop_preload = threading.Event()
         self.ttl_s = ttl_s
         self.features = features or {}  # feature -> {"enabled", "any_temperature", "ttl_s", "max_false_hit"}
         self.enabled = enabled
@@ -230,7 +232,7 @@ class SemanticCacheStage:
 
     async def _preload(self) -> None:
         try:
-            loaded = await asyncio.to_thread(self.cache.preload)
+            loaded = await asyncio.to_thread(self.cache.preload, self._stop_preload)
             if loaded:
                 log.info("semantic cache: %d saved index(es) read back", loaded)
         except Exception:
@@ -248,7 +250,8 @@ class SemanticCacheStage:
         if self._snapshotter is not None:
             self._snapshotter.cancel()
         if self._preloader is not None:
-            await asyncio.gather(self._preloader, return_exceptions=True)  # a thread cannot be cancelled
+            self._stop_preload.set()
+            await asyncio.gather(self._preloader, return_exceptions=True)  # ends after the graph it is reading
         await self.drain()
         try:
             await asyncio.to_thread(self.cache.save_indexes)  # the next start reads these instead of rebuilding
