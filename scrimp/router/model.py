@@ -227,12 +227,6 @@ class Router:
     def seen_in_training(self, prompts: list[str]) -> int:
         return int(np.isin(prompt_hashes(prompts), self.train_hashes).sum())
 
-    def choose(self, prompt: str) -> str:
-        """"cheap" or "strong" for one prompt, at the calibrated threshold."""
-        if self.threshold is None:
-            raise ValueError("router is not calibrated: run scrimp router calibrate")
-        return "cheap" if self.p_cheap_ok([prompt])[0] >= self.threshold else "strong"
-
     # -- files -------------------------------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
         return {"kind": KIND, "version": VERSION, "cheap": self.cheap, "strong": self.strong,
