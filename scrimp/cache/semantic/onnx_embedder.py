@@ -45,7 +45,8 @@ def export(model_dir: str | Path, out_path: str | Path, int8: bool = False) -> P
             dynamic_axes={n: {0: "batch", 1: "seq"} for n in
                           ("input_ids", "attention_mask", "token_type_ids", "last_hidden_state")},
             opset_version=17)
-    if int8:  # int8 weights: ~1.5x faster lookups; embeddings shift slightly, so calibrate on them
+    if int8:  # int8 weights: about half the time per lookup (docs/semantic-cache.md); embeddings shift
+        # slightly, so thresholds are calibrated on them
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         quantized = tmp.with_name(tmp.name + ".int8.onnx")
