@@ -39,8 +39,7 @@ class IndexSnapshots:
         hnsw = index.hnsw
         if hnsw is None:
             return False
-        record = {"format": FORMAT, "namespace": namespace, "max_id": index.max_id, "count": len(index),
-                  "dim": hnsw.dim}
+        record = {"format": FORMAT, "namespace": namespace, "max_id": index.max_id, "count": len(index)}
         graph, meta = self._paths(namespace)
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp_graph, tmp_meta = (p.with_name(f".{p.name}.tmp{os.getpid()}") for p in (graph, meta))
