@@ -80,6 +80,9 @@ class Call:
     status: str = "ok"  # "ok" | "error" | "client_cancelled"
     error: str | None = None
     first_token_at: float | None = None  # perf_counter time of the first streamed event
+    # sentence vectors already computed for this call, by (embedder key, text): the semantic cache and the
+    # router use the same model on the same question, and it is embedded once
+    embeddings: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.requested_model = self.requested_model or self.request.model

@@ -13,6 +13,7 @@ import re
 
 import numpy as np
 
+from scrimp.cache.semantic.normalize import normalize
 from scrimp.tokens import count_tokens
 
 EMBEDDING = "all-MiniLM-L6-v2"
@@ -69,11 +70,11 @@ def lexical_matrix(prompts: list[str]) -> np.ndarray:
 
 def _onnx_embedder(threads: int | None, int8: bool):
     from scrimp.cache.semantic.embedder import cache_dir, default_model_path
-    from scrimp.cache.semantic.onnx_embedder import LOOKUP_THREADS, OnnxEmbedder
+    from scrimp.cache.semantic.onnx_embedder import LOOKUP_THREADS, shared_onnx_embedder
 
     name = "model-int8.onnx" if int8 else "model-fused.onnx"  # the semantic cache's exports, made on first use
-    return OnnxEmbedder(default_model_path(), cache_dir() / "minilm-base" / name, batch_size=32,
-                        threads=threads or LOOKUP_THREADS, int8=int8)
+    return shared_onnx_embedder(default_model_path(), cache_dir() / "minilm-base" / name,
+                                threads=threads or LOOKUP_THREADS, int8=int8)
 
 
 class Featurizer:
@@ -82,11 +83,16 @@ class Featurizer:
     The semantic cache's ONNX export of MiniLM is used, with int8 weights by default: on MMLU the router
     ranked prompts as well as with the float export (APGR 0.691 either way) and a decision costs half as
     much (docs/routing.md). `int8=False` uses the float export (equal to `LocalEmbedder` to 1e-4);
-    `runtime="torch"` uses `LocalEmbedder` itself. A router file records which one it was trained with."""
+    `runtime="torch"` uses `LocalEmbedder` itself. A router file records which one it was trained with.
 
-    def __init__(self, runtime: str = "onnx", int8: bool = True) -> None:
+    With `normalize` (routers trained by this version) the embedded text is the final user turn normalised
+    as the semantic cache normalises it, so a request that passes both stages is embedded once
+    (`Call.embeddings`); the lexical and TF-IDF scorers still read the prompt as written."""
+
+    def __init__(self, runtime: str = "onnx", int8: bool = True, normalize: bool = True) -> None:
         self.runtime = runtime
         self.int8 = int8 and runtime == "onnx"
+        self.normalize = normalize
         self._lookup = None
         self._bulk = None
 
@@ -105,12 +111,20 @@ class Featurizer:
             self._lookup = _onnx_embedder(None, self.int8)
         return self._lookup
 
+    def embedded_text(self, prompt: str) -> str:
+        """The text whose embedding this featurizer uses for `prompt`."""
+        return (normalize(prompt) if self.normalize else prompt)[:MAX_CHARS]
+
+    def embedder_key(self) -> str:
+        """The key of the embedder used for one request (see `Embedder.key`)."""
+        return self._embedder(bulk=False).key
+
     def embed(self, prompts: list[str], progress: bool = False) -> np.ndarray:
         if not prompts:
             return np.zeros((0, 384), np.float32)
         emb = self._embedder(len(prompts) > 16)
-        return emb.embed([p[:MAX_CHARS] for p in prompts], progress=progress)
+        return emb.embed([self.embedded_text(p) for p in prompts], progress=progress)
 
     def spec(self) -> dict:
-        return {"embedding": EMBEDDING, "runtime": self.runtime, "int8": self.int8, "max_chars": MAX_CHARS,
-                "lexical": LEXICAL}
+        return {"embedding": EMBEDDING, "runtime": self.runtime, "int8": self.int8, "normalize": self.normalize,
+                "max_chars": MAX_CHARS, "lexical": LEXICAL}

@@ -284,7 +284,10 @@ class Router:
         r.threshold, r.info = meta.get("threshold"), meta.get("info") or {}
         if meta["features"]["lexical"] != LEXICAL:
             raise ValueError(f"{path}: made with other lexical features: train it again")
-        r.featurizer = Featurizer(meta["features"].get("runtime", "onnx"), int8=meta["features"].get("int8", False))
+        spec = meta["features"]
+        # files from before the embedded text was normalised keep reading the prompt as written
+        r.featurizer = Featurizer(spec.get("runtime", "onnx"), int8=spec.get("int8", False),
+                                  normalize=spec.get("normalize", False))
         r.vectors, r.gains = a["vectors"].astype(np.float32), a["gains"].astype(np.float32)
         r.text = _Text(a["text_terms"].tolist(), a["text_idf"], a["text_coef"], float(a["text_intercept"]))
         edges = np.split(a["lexical_edges"], np.cumsum(a["lexical_edge_counts"])[:-1])

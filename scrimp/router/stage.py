@@ -145,7 +145,15 @@ class RouterStage:
             model, index = rules_mod.choose(route.rules, call, route.default or call.requested_model)
             return model, {"rule": index}
         prompt = call.request.final_user_text()
-        p = float((await asyncio.to_thread(route.router.p_cheap_ok, [prompt]))[0])
+        featurizer = route.router.featurizer
+        memo_key = (featurizer.embedder_key(), featurizer.embedded_text(prompt))
+        known = call.embeddings.get(memo_key)  # the semantic cache may have embedded this question already
+
+        def score() -> tuple[Any, float]:
+            vector = known if known is not None else featurizer.embed([prompt])[0]
+            return vector, float(route.router.p_cheap_ok([prompt], vector[None, :])[0])
+
+        call.embeddings[memo_key], p = await asyncio.to_thread(score)
         threshold = route.threshold if route.threshold is not None else route.router.threshold
         return (route.cheap if p >= threshold else route.strong), {"p_cheap_ok": round(p, 4)}
 

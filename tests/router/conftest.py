@@ -58,9 +58,9 @@ def make_gateway(sim, tmp_path):
     sim_url, sim_app = sim
     stack = []
 
-    def make(routes: dict[str, Any], **model_overrides: dict[str, Any]) -> RGW:
+    def make(routes: dict[str, Any], before: list[dict[str, Any]] = (), **model_overrides: dict[str, Any]) -> RGW:
         sim_app.state.sim.reset()
-        stages = [{"name": "ledger", "path": str(tmp_path / f"ledger-{len(stack)}.db")},
+        stages = [{"name": "ledger", "path": str(tmp_path / f"ledger-{len(stack)}.db")}, *before,
                   {"name": "router", "routes": routes}]
         app = create_app(gateway_config(sim_url, stages, **model_overrides))
         cm = serve_app(app)

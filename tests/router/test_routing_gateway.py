@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import anthropic
 import httpx
@@ -50,7 +51,7 @@ def test_rules_policy_first_match_wins(make_gateway):
     assert ask(gw, "word " * 500).headers["x-scrimp-model"] == "gpt-4o"  # long prompt
 
 
-def test_learned_policy_sends_hard_prompts_to_the_strong_model(make_gateway, tmp_path):
+def trained_router(tmp_path) -> str:
     data = write_labelled(tmp_path / "labelled.jsonl")
     router = str(tmp_path / "router.json")
     runner = CliRunner()
@@ -59,6 +60,11 @@ def test_learned_policy_sends_hard_prompts_to_the_strong_model(make_gateway, tmp
     assert out.exit_code == 0, out.output
     out = runner.invoke(main, ["router", "calibrate", "--router", router, "--data", data, "--target-quality", "0.95"])
     assert out.exit_code == 0 and "expected strong-model share" in out.output, out.output
+    return router
+
+
+def test_learned_policy_sends_hard_prompts_to_the_strong_model(make_gateway, tmp_path):
+    router = trained_router(tmp_path)
     gw = make_gateway({"qa": {"policy": "learned", "router": router, "cheap": "gpt-4o-mini", "strong": "gpt-4o"}})
     unseen_easy, unseen_hard = "What is 11 plus 30?", HARD[-1]
     easy = ask(gw, unseen_easy, feature="qa")
@@ -67,6 +73,31 @@ def test_learned_policy_sends_hard_prompts_to_the_strong_model(make_gateway, tmp
     assert hard.headers["x-scrimp-route"] == "qa:strong" and hard.parse().choices[0].message.content == "B"
     # other features are not routed
     assert ask(gw, unseen_easy, feature="other").headers["x-scrimp-model"] == "gpt-4o"
+
+
+def test_semantic_cache_and_router_embed_a_question_once(make_gateway, tmp_path):
+    from scrimp.router.model import Router
+
+    router = trained_router(tmp_path)
+    gw = make_gateway({"default": {"policy": "learned", "router": router, "cheap": "gpt-4o-mini",
+                                   "strong": "gpt-4o"}},
+                      before=[{"name": "semantic_cache", "path": str(tmp_path / "semantic.db")}])
+    semantic = next(s for s in gw.app.state.gateway.stages if s.name == "semantic_cache")
+    route = gw.stage.routes["default"]
+    embedder = semantic.cache.model.embedder
+    assert route.router.featurizer._embedder(bulk=False) is embedder  # one model, one ONNX session
+    before = embedder.texts_embedded
+    r = ask(gw, "  What is 11 plus 30?  ")
+    assert r.headers["x-scrimp-route"] == "default:cheap"
+    deadline = time.monotonic() + 20  # the entry is written after the answer goes out
+    while semantic.cache.store.count() < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert semantic.cache.store.count() == 1
+    # looked up, routed and stored with one embedding of the question
+    assert embedder.texts_embedded - before == 1
+    (decisions,), = gw.rows("calls", "decisions")
+    alone = Router.load(router).p_cheap_ok(["What is 11 plus 30?"])[0]
+    assert json.loads(decisions)["p_cheap_ok"] == round(float(alone), 4)
 
 
 def test_cascade_escalates_on_a_failed_check_and_charges_both_calls(make_gateway):

@@ -14,6 +14,7 @@ import numpy as np
 
 class Embedder(Protocol):
     dim: int
+    key: str  # names the model and runtime: equal keys embed a text to the same vector
 
     def embed(self, texts: list[str]) -> np.ndarray: ...  # (n, dim) float32, unit rows
 
@@ -34,6 +35,7 @@ class LocalEmbedder:
     def __init__(self, model_path: str | Path | None = None, batch_size: int = 64) -> None:
         self.model_path = str(model_path or default_model_path())
         self.batch_size = batch_size
+        self.key = f"torch:{self.model_path}"
 
     @property
     def model(self):
@@ -62,6 +64,7 @@ class RemoteEmbedder:
         self.model_name = model
         self.api_key = api_key
         self.dim = dim
+        self.key = f"remote:{self.base_url}|{model}"
 
     def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
         import httpx
@@ -116,9 +119,9 @@ def make_embedder(spec: dict, model_dir: Path, *, runtime: str = "onnx", remote:
         return LocalEmbedder(path)
     if runtime != "onnx":
         raise ValueError(f"embedder runtime must be 'onnx' or 'torch', got {runtime!r}")
-    from scrimp.cache.semantic.onnx_embedder import LOOKUP_THREADS, OnnxEmbedder
+    from scrimp.cache.semantic.onnx_embedder import LOOKUP_THREADS, shared_onnx_embedder
 
     name = Path(path).name if delta else "minilm-base"
     int8 = bool(spec.get("int8"))
-    return OnnxEmbedder(path, cache_dir() / name / ("model-int8.onnx" if int8 else "model-fused.onnx"),
-                        threads=threads or LOOKUP_THREADS, int8=int8)
+    return shared_onnx_embedder(path, cache_dir() / name / ("model-int8.onnx" if int8 else "model-fused.onnx"),
+                                threads=threads or LOOKUP_THREADS, int8=int8)

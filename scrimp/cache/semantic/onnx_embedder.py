@@ -61,6 +61,22 @@ def export(model_dir: str | Path, out_path: str | Path, int8: bool = False) -> P
     return out_path
 
 
+_shared: dict[tuple[str, int], OnnxEmbedder] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_onnx_embedder(model_dir: str | Path, onnx_path: str | Path, *, threads: int = LOOKUP_THREADS,
+                         int8: bool = False) -> OnnxEmbedder:
+    """One embedder (one ONNX Runtime session) per export and thread count in the process: the semantic
+    cache and the router use the same model, and keep one copy of it."""
+    key = (str(Path(onnx_path).resolve()), threads)
+    with _shared_lock:
+        emb = _shared.get(key)
+        if emb is None:
+            emb = _shared[key] = OnnxEmbedder(model_dir, onnx_path, threads=threads, int8=int8)
+        return emb
+
+
 class OnnxEmbedder:
     dim = 384
 
@@ -74,6 +90,8 @@ class OnnxEmbedder:
         self._lock = threading.Lock()
         self._session = None
         self._tokenizer = None
+        self.key = f"onnx:{self.onnx_path.resolve()}"  # names the vectors it makes (Call.embeddings)
+        self.texts_embedded = 0
 
     def _load(self) -> None:
         with self._lock:
@@ -95,6 +113,7 @@ class OnnxEmbedder:
 
     def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
         self._load()
+        self.texts_embedded += len(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         # similar lengths together: less padding per batch
         order = np.argsort([len(t) for t in texts], kind="stable")

@@ -100,9 +100,11 @@ class SemanticCacheStage:
             return await next(call)
         tenant, feature = call.attribution.tenant, call.attribution.feature or ""
         ns = namespace(tenant, feature, call.requested_model, call.request)
-        vector = None
+        memo_key = (self.cache.model.embedder.key, question)
+        vector = call.embeddings.get(memo_key)
         if "no-cache" not in call.cache_control:
-            vector = await self.embedder.embed(question)
+            if vector is None:
+                vector = call.embeddings[memo_key] = await self.embedder.embed(question)
             hit, _ = await asyncio.to_thread(self.cache.lookup, ns, question, vector,
                                              self._threshold(call))
             self.lookups["hit" if hit is not None else "miss"] += 1
