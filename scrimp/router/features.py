@@ -81,7 +81,7 @@ class Featurizer:
     """Embeds prompts (loaded once, lazily) and computes the lexical features.
 
     The semantic cache's ONNX export of MiniLM is used, with int8 weights by default: on MMLU the router
-    ranked prompts as well as with the float export (APGR 0.691 either way) and a decision costs half as
+    ranked prompts as well as with the float export (APGR 0.691 both, measured on the prompt as written) and a decision costs half as
     much (docs/routing.md). `int8=False` uses the float export (equal to `LocalEmbedder` to 1e-4);
     `runtime="torch"` uses `LocalEmbedder` itself. A router file records which one it was trained with.
 
