@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from router_mmlu import CHEAP, DATA, STRONG, features, load
+from router_mmlu import CHEAP, DATA, STRONG, features, halves, load
 
 from scrimp.cache.semantic.embedder import default_model_path
 from scrimp.cache.semantic.onnx_embedder import MAX_TOKENS
@@ -64,8 +64,7 @@ def main() -> None:
     for name, V in (("head (as shipped)", X), ("head and tail averaged", head_tail), ("tail instead", tail_only)):
         runs = []
         for seed in range(args.seeds):
-            idx = np.random.default_rng(seed).permutation(len(prompts))
-            tr, te = idx[: len(idx) // 2], idx[len(idx) // 2:]
+            tr, te = halves(len(prompts), seed)
             train, held = [prompts[i] for i in tr], [prompts[i] for i in te]
             router = Router(CHEAP, STRONG).fit(train, cheap[tr], strong[tr], progress=False, embeddings=V[tr])
             s = metrics.summary(router.p_cheap_ok(held, embeddings=V[te]), cheap[te], strong[te])

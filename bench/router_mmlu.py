@@ -55,6 +55,12 @@ def load(data: Path) -> tuple[list[str], np.ndarray, np.ndarray, int]:
     return prompts, np.asarray(cheap, float), np.asarray(strong, float), dropped
 
 
+def halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The seed's split of n prompts: the training half and the evaluation half (every router bench uses it)."""
+    idx = np.random.default_rng(seed).permutation(n)
+    return idx[: n // 2], idx[n // 2:]
+
+
 def features(prompts: list[str]) -> np.ndarray:
     featurizer = Router(CHEAP, STRONG).featurizer  # the embeddings a router trained now would use
     spec = json.dumps(featurizer.spec(), sort_keys=True)
@@ -105,8 +111,7 @@ def main() -> None:
     embed_s = time.perf_counter() - t0
     runs = []
     for seed in range(args.seeds):
-        idx = np.random.default_rng(seed).permutation(len(prompts))
-        tr, te = idx[: len(idx) // 2], idx[len(idx) // 2:]
+        tr, te = halves(len(prompts), seed)
         t = time.perf_counter()
         train_prompts, eval_prompts = [prompts[i] for i in tr], [prompts[i] for i in te]
         router = Router(CHEAP, STRONG).fit(train_prompts, cheap[tr], strong[tr], progress=False, embeddings=X[tr])

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from router_mmlu import DATA, features, load
+from router_mmlu import DATA, features, halves, load
 
 from scrimp.router import metrics
 from scrimp.router.model import Router
@@ -39,8 +39,7 @@ def main() -> None:
     X = features(prompts)
     results: dict[str, list[float]] = {}
     for seed in range(args.seeds):
-        idx = np.random.default_rng(seed).permutation(len(prompts))
-        tr, te = idx[: len(idx) // 2], idx[len(idx) // 2:]
+        tr, te = halves(len(prompts), seed)
         train_prompts, eval_prompts = [prompts[i] for i in tr], [prompts[i] for i in te]
         router = Router("cheap", "strong").fit(train_prompts, cheap[tr], strong[tr], progress=False, embeddings=X[tr])
         knn, text, lexical = router.component_scores(eval_prompts, embeddings=X[te])  # estimated gains
