@@ -81,8 +81,8 @@ class Featurizer:
     """Embeds prompts (loaded once, lazily) and computes the lexical features.
 
     The semantic cache's ONNX export of MiniLM is used, with int8 weights by default: on MMLU the router
-    ranked prompts as well as with the float export (APGR 0.691 both, measured on the prompt as written) and a decision costs half as
-    much (docs/routing.md). `int8=False` uses the float export (equal to `LocalEmbedder` to 1e-4);
+    ranked prompts as well as with the float export (APGR 0.691 both, measured on the prompt as written)
+    and a decision costs half as much (docs/routing.md). `int8=False` uses the float export (equal to `LocalEmbedder` to 1e-4);
     `runtime="torch"` uses `LocalEmbedder` itself. A router file records which one it was trained with.
 
     With `normalize` (routers trained by this version) the embedded text is the final user turn normalised
