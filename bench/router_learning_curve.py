@@ -10,7 +10,6 @@ router is worth training", and to whether more data of the same kind would lift 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from router_mmlu import DATA, features, halves, load
+from router_mmlu import features, halves, load, parser
 
 from scrimp.router import metrics
 from scrimp.router.model import Router
@@ -27,9 +26,7 @@ from scrimp.router.model import Router
 def main() -> None:
     from tqdm import tqdm
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--seeds", type=int, default=5)
+    ap = parser()
     ap.add_argument("--smallest", type=int, default=500)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()

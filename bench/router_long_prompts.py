@@ -10,14 +10,13 @@ split and seeds as bench/router_mmlu.py; APGR and CPT(50%) of the router, and AP
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from router_mmlu import CHEAP, DATA, STRONG, features, halves, load
+from router_mmlu import CHEAP, STRONG, features, halves, load, parser
 
 from scrimp.cache.semantic.embedder import default_model_path
 from scrimp.cache.semantic.onnx_embedder import MAX_TOKENS
@@ -47,9 +46,7 @@ def unit(V: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--seeds", type=int, default=5)
+    ap = parser()
     args = ap.parse_args()
     prompts, cheap, strong, _ = load(args.data)
     X = features(prompts)

@@ -74,6 +74,14 @@ def features(prompts: list[str]) -> np.ndarray:
     return X
 
 
+def parser() -> argparse.ArgumentParser:
+    """The options every MMLU router bench takes: where the data is and how many seeds (splits) to run."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--seeds", type=int, default=5)
+    return ap
+
+
 def decision_latency(router: Router, eval_prompts: list[str]) -> list[str]:
     """One request's routing decision (embedding included), as the gateway makes it: the last seed's router
     read back from its file, one prompt at a time; BLAS on one thread (as served) and with the default pool."""
@@ -98,9 +106,7 @@ def decision_latency(router: Router, eval_prompts: list[str]) -> list[str]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--seeds", type=int, default=5)
+    ap = parser()
     ap.add_argument("--target", type=float, default=0.95)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--latency-prompts", type=int, default=300)

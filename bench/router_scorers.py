@@ -10,14 +10,13 @@ n-grams; ridge on the embeddings) and blended in, and a 2:2:1 weighting is tried
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from router_mmlu import DATA, features, halves, load
+from router_mmlu import features, halves, load, parser
 
 from scrimp.router import metrics
 from scrimp.router.model import Router
@@ -31,9 +30,7 @@ def main() -> None:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import Ridge
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--seeds", type=int, default=5)
+    ap = parser()
     args = ap.parse_args()
     prompts, cheap, strong, _ = load(args.data)
     X = features(prompts)

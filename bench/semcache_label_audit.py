@@ -2,7 +2,7 @@
 
 At a 1% false-hit target the few non-duplicates a cache may serve are the ones that look most alike, and
 reading them shows most are the same question (labelled "not duplicate" by QQP's raters). This script
-turns a reader's judgments (bench/audit/qqp_reader_labels.jsonl: the line of the pair in the data file,
+turns a reader's judgments (bench/audit/reader_calls_semcache.jsonl: the line of the pair in the data file,
 a hash of its text so a changed file is refused, and the reader's call: 1 = one answer serves both,
 0 = it does not, "unsure") into three figures:
 
@@ -34,7 +34,7 @@ from scrimp.cache.semantic.training import pair_scores
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data" / "semcache" / "qqp_dev.jsonl.gz"
-LABELS = HERE / "audit" / "qqp_reader_labels.jsonl"
+LABELS = HERE / "audit" / "reader_calls_semcache.jsonl"
 
 
 def pair_hash(a: str, b: str) -> str:
