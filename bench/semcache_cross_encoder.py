@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from semcache_qqp import DATA
+from semcache_qqp import DATA, held_out_split
 
 from scrimp.cache.semantic.calibrate import calibrate
 from scrimp.cache.semantic.embedder import default_model_path
@@ -116,7 +116,7 @@ def main() -> None:
 
     torch.set_num_threads(os.cpu_count() or 1)
     pairs = read_pairs(args.data)
-    fit_cal, test = group_split(pairs, (0.7, 0.3), seed=0)  # the split bench/semcache_qqp.py uses
+    fit_cal, test = held_out_split(pairs)
     fc = pairs.subset(fit_cal)
     fit_mask, cal_mask = group_split(fc, (5 / 7, 2 / 7), seed=0)
     fit, cal, tst = fc.subset(fit_mask), fc.subset(cal_mask), pairs.subset(test)

@@ -29,12 +29,13 @@ import numpy as np
 from scipy.stats import beta
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from semcache_qqp import DATA, held_out_split
+
 from scrimp.cache.semantic.model import load_model
-from scrimp.cache.semantic.pairs import group_split, read_pairs
+from scrimp.cache.semantic.pairs import read_pairs
 from scrimp.cache.semantic.training import pair_scores
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parents[1] / "shared" / "data" / "semcache" / "qqp_dev.jsonl.gz"
 LABELS = HERE / "audit" / "reader_calls_semcache.jsonl"
 
 
@@ -96,7 +97,7 @@ def main() -> None:
                         "ceiling_at_1pct_optimistic": min(1.0, 0.01 / lo) if lo else 1.0}
 
     # the shipped model on the held-out part of the benchmark's seed-0 split
-    _, test = group_split(pairs, (0.7, 0.3), seed=0)
+    _, test = held_out_split(pairs)
     test_idx = np.flatnonzero(test)
     held = pairs.subset(test)
     model = load_model()

@@ -31,6 +31,11 @@ from scrimp.cache.semantic.training import pair_scores, train
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "semcache" / "qqp_dev.jsonl.gz"
 
 
+def held_out_split(pairs, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The benchmark's split by question groups: 70% to fit and calibrate, 30% held out (masks)."""
+    return group_split(pairs, (0.7, 0.3), seed=seed)
+
+
 def rates(hit: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     return float(hit[labels == 1].mean()), float(hit[labels == 0].mean())
 
@@ -47,7 +52,7 @@ def main() -> None:
                     help="also repeat split, training and calibration with seeds 1..N-1: does the false-hit rate hold?")
     args = ap.parse_args()
     pairs = read_pairs(args.data)
-    fit_cal, test = group_split(pairs, (0.7, 0.3), seed=0)
+    fit_cal, test = held_out_split(pairs)
     t0 = time.perf_counter()
     out = args.out or Path(tempfile.mkdtemp(prefix="scrimp-semcache-")) / "model"
     model, cal = train(pairs.subset(fit_cal), out, max_false_hit=args.max_false_hit, calibration_share=2 / 7,
@@ -94,7 +99,7 @@ def main() -> None:
 
 def other_seed(pairs, seed: int, args) -> dict:
     """Split, train and calibrate again with another seed; report on that seed's held-out part."""
-    fit_cal, test = group_split(pairs, (0.7, 0.3), seed=seed)
+    fit_cal, test = held_out_split(pairs, seed)
     out = Path(tempfile.mkdtemp(prefix="scrimp-semcache-")) / "model"
     model, _ = train(pairs.subset(fit_cal), out, max_false_hit=args.max_false_hit, calibration_share=2 / 7,
                      int8=not args.float_embeddings, seed=seed)

@@ -21,12 +21,12 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from semcache_qqp import DATA
+from semcache_qqp import DATA, held_out_split
 
 from scrimp.cache.semantic.embedder import default_model_path
 from scrimp.cache.semantic.normalize import normalize
 from scrimp.cache.semantic.pair_features import lexical
-from scrimp.cache.semantic.pairs import group_split, read_pairs
+from scrimp.cache.semantic.pairs import read_pairs
 
 
 def token_vectors(texts: list[str]) -> tuple[list[np.ndarray], np.ndarray, list[list[int]]]:
@@ -80,7 +80,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
     pairs = read_pairs(args.data)
-    fit, test = group_split(pairs, (0.7, 0.3), seed=0)
+    fit, test = held_out_split(pairs)
     a = [normalize(t) for t in pairs.text_a]
     b = [normalize(t) for t in pairs.text_b]
     y = np.asarray(pairs.labels)
