@@ -87,7 +87,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
         if key not in known:
             raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(sorted(known))})")
         if key == "faults":
-            value = _build(Faults, value, f"{where}.faults")
+            value = Faults(**_build(Faults, value, f"{where}.faults"))
         else:
             default = known[key].default
             if isinstance(default, (int, float)) and not isinstance(default, bool):
@@ -95,6 +95,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
                     raise ConfigError(f"{where}.{key}: expected a number, got {value!r}")
             elif isinstance(default, str) and not isinstance(value, str):
                 raise ConfigError(f"{where}.{key}: expected a string, got {value!r}")
+            if cls is Faults and key != "slow_ms" and not 0 <= value <= 1:
+                raise ConfigError(f"{where}.{key}: a share of requests, between 0 and 1, got {value!r}")
         kwargs[key] = value
     return kwargs
 

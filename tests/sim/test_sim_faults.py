@@ -58,3 +58,55 @@ def test_bad_config_names_the_key():
         parse_config({"models": [{"name": "x", "provider": "openai", "capability": "high"}]})
     with pytest.raises(ConfigError, match="colour"):
         parse_config({"colour": 1})
+
+
+def test_faults_from_a_yaml_config_file(tmp_path):
+    """A `faults:` section in the YAML file `scrimp sim serve --config` reads: the configured share of
+    requests fails with the configured status, the rest are answered, and the same seed fails the same ones."""
+    from scrimp.sim.config import load_config
+
+    path = tmp_path / "sim.yaml"
+    path.write_text(
+        "seed: 7\n"
+        "models:\n"
+        "  - {name: gpt-4o-mini, provider: openai, tier: cheap, faults: {rate_429: 0.25}}\n"
+        "  - name: gpt-4o\n"
+        "    provider: openai\n"
+        "    faults:\n"
+        "      rate_529: 1.0\n"
+        "  - {name: claude-haiku-4-5, provider: anthropic, faults: {rate_529: 1.0}}\n"
+    )
+    cfg = load_config(path)
+    with run_simulator(cfg) as (url, _):
+        c = openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=0)
+
+        def outcomes(n: int) -> list[str]:
+            out = []
+            for _ in range(n):
+                try:
+                    c.chat.completions.create(model="gpt-4o-mini", messages=MSG, max_tokens=5)
+                    out.append("ok")
+                except openai.RateLimitError as exc:
+                    assert exc.response.headers["retry-after"] == "1"
+                    out.append("429")
+            return out
+
+        first = outcomes(200)
+        assert 25 <= first.count("429") <= 75, first.count("429")  # 25% of 200, well within the binomial spread
+        assert first.count("ok") == 200 - first.count("429")  # no other failure: not a blanket 500
+        httpx.post(url + "/sim/reset")
+        assert outcomes(200) == first  # the seed draws the same failures again
+
+        with pytest.raises(openai.InternalServerError) as err:  # OpenAI models answer "overloaded" as 503
+            c.chat.completions.create(model="gpt-4o", messages=MSG)
+        assert err.value.status_code == 503
+        r = httpx.post(url + "/v1/messages", headers={"anthropic-version": "2023-06-01", "x-api-key": "k"},
+                       json={"model": "claude-haiku-4-5", "max_tokens": 5, "messages": MSG})
+        assert r.status_code == 529 and r.json()["error"]["type"] == "overloaded_error"
+
+
+def test_bad_fault_shares_are_refused():
+    with pytest.raises(ConfigError, match=r"models\[0\]\.faults\.rate_429"):
+        parse_config({"models": [{"name": "x", "provider": "openai", "faults": {"rate_429": 25}}]})
+    with pytest.raises(ConfigError, match=r"models\[0\]\.faults\.rate_4299: unknown key"):
+        parse_config({"models": [{"name": "x", "provider": "openai", "faults": {"rate_4299": 0.1}}]})
