@@ -49,10 +49,11 @@ class SemanticCache:
         with self._lock:
             index = self._indexes.get(namespace)
             if index is None:
-                index = self.snapshots.load(namespace, self.store, self.hnsw_from) if self.snapshots else None
+                dim = self.model.dim  # any dimension: the embedder's (entries of another one are left out)
+                index = self.snapshots.load(namespace, self.store, self.hnsw_from, dim) if self.snapshots else None
                 if index is None:
-                    index = AutoIndex(self.hnsw_from)
-                    ids, vecs = self.store.vectors(namespace)
+                    index = AutoIndex(self.hnsw_from, dim)
+                    ids, vecs = self.store.vectors(namespace, dim=dim)
                     index.add(ids, vecs)
                 self._indexes[namespace] = index
                 if len(self._indexes) > self.max_namespaces:  # idle namespaces reload from the store when asked
@@ -62,7 +63,7 @@ class SemanticCache:
             else:
                 self._indexes.move_to_end(namespace)
                 if self.store.shared:  # other replicas may have added entries
-                    ids, vecs = self.store.vectors(namespace, index.max_id)
+                    ids, vecs = self.store.vectors(namespace, index.max_id, index.dim)
                     index.add(ids, vecs)
             return index
 

@@ -57,23 +57,50 @@ class LocalEmbedder:
 
 
 class RemoteEmbedder:
-    """An OpenAI-compatible `/embeddings` endpoint (sync; used off the event loop)."""
+    """An OpenAI-compatible `/embeddings` endpoint (sync; used off the event loop).
 
-    def __init__(self, base_url: str, model: str, api_key: str = "", dim: int = 1536) -> None:
+    Any dimension: `dim` is the length of the vectors the endpoint returns, learned from the first answer
+    (asked once with a probe text when it is needed before any text was embedded). `dimensions`, when set,
+    is sent with each request (text-embedding-3 models shorten their vectors to it)."""
+
+    PROBE = "dimension probe"
+
+    def __init__(self, base_url: str, model: str, api_key: str = "", dimensions: int | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.model_name = model
         self.api_key = api_key
-        self.dim = dim
-        self.key = f"remote:{self.base_url}|{model}"
+        self.dimensions = dimensions
+        self._dim: int | None = None
+        self.key = f"remote:{self.base_url}|{model}" + (f"|{dimensions}" if dimensions else "")
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self.embed([self.PROBE])
+        assert self._dim is not None
+        return self._dim
 
     def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
         import httpx
 
-        r = httpx.post(f"{self.base_url}/embeddings", json={"model": self.model_name, "input": texts},
-                       headers={"authorization": f"Bearer {self.api_key}"}, timeout=60)
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        body: dict = {"model": self.model_name, "input": texts}
+        if self.dimensions:
+            body["dimensions"] = self.dimensions
+        headers = {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}  # "Bearer " is refused
+        r = httpx.post(f"{self.base_url}/embeddings", json=body, headers=headers, timeout=60)
         r.raise_for_status()
         data = sorted(r.json()["data"], key=lambda d: d["index"])
         vecs = np.asarray([d["embedding"] for d in data], dtype=np.float32)
+        if vecs.ndim != 2 or len(vecs) != len(texts) or vecs.shape[1] == 0:
+            raise ValueError(f"{self.base_url}/embeddings ({self.model_name}): expected {len(texts)} vectors, "
+                             f"got an array of shape {vecs.shape}")
+        if self._dim is None:
+            self._dim = int(vecs.shape[1])
+        elif vecs.shape[1] != self._dim:
+            raise ValueError(f"{self.base_url}/embeddings ({self.model_name}): returned {vecs.shape[1]}-dimension "
+                             f"vectors after {self._dim}-dimension ones")
         return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
 
 
@@ -111,8 +138,13 @@ def materialize(delta: Path) -> Path:
 def make_embedder(spec: dict, model_dir: Path, *, runtime: str = "onnx", remote: dict | None = None,
                   threads: int | None = None) -> Embedder:
     if remote or spec.get("kind") == "remote":
-        opts = {**{k: spec[k] for k in ("base_url", "model", "dim") if k in spec}, **(remote or {})}
-        return RemoteEmbedder(opts["base_url"], opts["model"], opts.get("api_key", ""), int(opts.get("dim", 1536)))
+        opts = {**{k: spec[k] for k in ("base_url", "model", "dimensions") if k in spec}, **(remote or {})}
+        for required in ("base_url", "model"):
+            if not opts.get(required):
+                raise ValueError(f"a remote embedder needs '{required}' (embeddings: {{base_url, model, api_key}})")
+        dimensions = opts.get("dimensions")
+        return RemoteEmbedder(opts["base_url"], opts["model"], opts.get("api_key", ""),
+                              int(dimensions) if dimensions else None)
     delta = spec.get("delta")
     path = materialize(model_dir / delta) if delta else default_model_path()
     if runtime == "torch":

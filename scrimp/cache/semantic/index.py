@@ -2,19 +2,26 @@
 
 Exact search is a matrix-vector product: exact, no build cost, and fastest while a namespace is small.
 Past `hnsw_from` entries (chosen by bench/semcache_latency.py) an HNSW graph (usearch) answers in
-logarithmic time. `AutoIndex` starts exact and moves to HNSW when the namespace grows past that size."""
+logarithmic time. `AutoIndex` starts exact and moves to HNSW when the namespace grows past that size.
+
+Any dimension: an index takes the width of the embedder's vectors (given, or from the first ones added) and
+refuses vectors of another width with a ValueError naming both."""
 
 from __future__ import annotations
 
 import numpy as np
 
-DIM = 384
+
+def _check_width(dim: int, vecs: np.ndarray, what: str) -> None:
+    width = vecs.shape[-1] if vecs.ndim else 0
+    if width != dim:
+        raise ValueError(f"{what} has {width} dimensions; this index holds {dim}-dimension vectors")
 
 
 class ExactIndex:
-    def __init__(self, dim: int = DIM) -> None:
-        self.dim = dim
-        self._vecs = np.zeros((0, dim), np.float32)
+    def __init__(self, dim: int | None = None) -> None:
+        self.dim = dim  # None until the first vectors are added
+        self._vecs = np.zeros((0, dim or 0), np.float32)
         self._ids = np.zeros(0, np.int64)
         self._n = 0
         self._row: dict[int, int] = {}
@@ -23,6 +30,13 @@ class ExactIndex:
         return self._n
 
     def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        vecs = np.asarray(vecs, np.float32)
+        if self.dim is None:
+            self.dim = int(vecs.shape[-1])
+            self._vecs = np.zeros((0, self.dim), np.float32)
+        _check_width(self.dim, vecs, "a vector added")
         need = self._n + len(ids)
         if need > len(self._vecs):  # grow geometrically: amortised O(1) appends
             cap = max(need, 2 * len(self._vecs), 64)
@@ -49,6 +63,7 @@ class ExactIndex:
     def search(self, vec: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         if self._n == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        _check_width(self.dim, np.asarray(vec), "the query vector")
         sims = self._vecs[:self._n] @ vec
         k = min(k, self._n)
         top = np.argpartition(-sims, k - 1)[:k] if k < self._n else np.arange(self._n)
@@ -62,15 +77,21 @@ class ExactIndex:
 class HnswIndex:
     EXPANSION_SEARCH = 64
 
-    def __init__(self, dim: int = DIM, connectivity: int = 16, expansion_add: int = 128,
+    def __init__(self, dim: int | None = None, connectivity: int = 16, expansion_add: int = 128,
                  expansion_search: int = EXPANSION_SEARCH) -> None:
+        self.dim = dim
+        self._options = {"connectivity": connectivity, "expansion_add": expansion_add,
+                         "expansion_search": expansion_search}
+        self._index = self._make(dim) if dim is not None else None  # made with the first vectors' width
+
+    def _make(self, dim: int):
         from usearch.index import Index
 
-        self.dim = dim
-        self._index = Index(ndim=dim, metric="ip", dtype="f32", connectivity=connectivity,
-                            expansion_add=expansion_add, expansion_search=expansion_search)
+        return Index(ndim=dim, metric="ip", dtype="f32", **self._options)
 
     def save(self, path: str) -> None:
+        if self._index is None:
+            raise ValueError("an empty index of unknown dimension cannot be saved")
         self._index.save(path)
 
     @classmethod
@@ -83,28 +104,36 @@ class HnswIndex:
             raise ValueError(f"{path}: not a saved inner-product index")
         index.expansion_search = cls.EXPANSION_SEARCH  # a search setting, not saved in the file
         self = cls.__new__(cls)
-        self.dim, self._index = index.ndim, index
+        self.dim, self._index = int(index.ndim), index
         return self
 
     def keys(self) -> np.ndarray:
+        if self._index is None:
+            return np.zeros(0, np.int64)
         return np.asarray(self._index.keys, dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self._index)
+        return 0 if self._index is None else len(self._index)
 
     def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
         if len(ids):
+            vecs = np.asarray(vecs, np.float32)
+            if self._index is None:
+                self.dim = int(vecs.shape[-1])
+                self._index = self._make(self.dim)
+            _check_width(self.dim, vecs, "a vector added")
             self._index.add(np.asarray(ids, np.uint64), np.ascontiguousarray(vecs, np.float32))
 
     def remove(self, entry_id: int) -> bool:
-        if int(entry_id) not in self._index:
+        if self._index is None or int(entry_id) not in self._index:
             return False
         self._index.remove(int(entry_id))
         return True
 
     def search(self, vec: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        if len(self._index) == 0:
+        if len(self) == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        _check_width(self.dim, np.asarray(vec), "the query vector")
         m = self._index.search(np.asarray(vec, np.float32), k)
         ids = np.asarray(m.keys, np.int64).reshape(-1)
         sims = (1.0 - np.asarray(m.distances, np.float32)).reshape(-1)  # usearch "ip" distance = 1 - dot
@@ -114,13 +143,18 @@ class HnswIndex:
 class AutoIndex:
     """Exact while small, HNSW once the namespace passes `hnsw_from` entries."""
 
-    def __init__(self, hnsw_from: int = 10_000, dim: int = DIM, hnsw: HnswIndex | None = None,
+    def __init__(self, hnsw_from: int = 10_000, dim: int | None = None, hnsw: HnswIndex | None = None,
                  max_id: int = 0) -> None:
         self.hnsw_from = hnsw_from
         self._impl: ExactIndex | HnswIndex = hnsw if hnsw is not None else ExactIndex(dim)
         self.max_id = max_id  # newest entry loaded (shared stores re-read rows past it)
         self.dirty = False  # changed since it was loaded or saved (snapshots.py)
         self._held: list[tuple] | None = None  # writes waiting while the graph is being saved
+
+    @property
+    def dim(self) -> int | None:
+        """The width of the vectors held (None for an empty index not told it)."""
+        return self._impl.dim
 
     @property
     def kind(self) -> str:
@@ -152,6 +186,8 @@ class AutoIndex:
     def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
         if len(ids) == 0:
             return
+        if self.dim is not None:  # refused now, not when held writes are released
+            _check_width(self.dim, np.asarray(vecs), "a vector added")
         self.max_id = max(self.max_id, int(np.max(ids)))  # even when held: a shared store is not re-read twice
         if self._held is not None:
             self._held.append((ids, vecs))

@@ -37,6 +37,11 @@ class SemanticModel:
     info: dict[str, Any] = field(default_factory=dict)  # calibration and provenance, for humans and `eval`
     embedder_spec: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def dim(self) -> int:
+        """The embedder's dimension (a remote endpoint's is learned from its first answer)."""
+        return int(self.embedder.dim)
+
     def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
         return self.embedder.embed([normalize(t) for t in texts], progress=progress)
 

@@ -7,7 +7,8 @@ or expired since are dropped, so a stale snapshot only costs the difference. Onl
 exact ones are rebuilt from the table faster than a file could be read.
 
 Files are written under a temporary name and renamed, so a crash leaves the previous snapshot or none; a file
-that cannot be read is set aside with a warning and the index is rebuilt from the store."""
+that cannot be read, or holds vectors of another dimension than the embedder's (the embedder was changed),
+is set aside with a warning and the index is rebuilt from the store."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ class IndexSnapshots:
         hnsw = index.hnsw
         if hnsw is None:
             return False
-        record = {"format": FORMAT, "namespace": namespace, "max_id": index.max_id, "count": len(index)}
+        record = {"format": FORMAT, "namespace": namespace, "max_id": index.max_id, "count": len(index),
+                  "dim": hnsw.dim}
         graph, meta = self._paths(namespace)
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp_graph, tmp_meta = (p.with_name(f".{p.name}.tmp{os.getpid()}") for p in (graph, meta))
@@ -65,8 +67,9 @@ class IndexSnapshots:
                 continue  # load() sets a bad record aside when the namespace is asked for
         return out
 
-    def load(self, namespace: str, store, hnsw_from: int) -> AutoIndex | None:
-        """The saved index of `namespace` brought up to date with `store`, or None when there is none."""
+    def load(self, namespace: str, store, hnsw_from: int, dim: int | None = None) -> AutoIndex | None:
+        """The saved index of `namespace` brought up to date with `store`, or None when there is none (or
+        when it was made for vectors of another dimension than `dim`, the embedder's)."""
         graph, meta_path = self._paths(namespace)
         if not graph.exists() or not meta_path.exists():
             return None
@@ -77,18 +80,20 @@ class IndexSnapshots:
             hnsw = HnswIndex.load(str(graph))
             if len(hnsw) != meta["count"]:
                 raise ValueError(f"holds {len(hnsw)} entries, its record says {meta['count']}")
+            if dim is not None and hnsw.dim != dim:
+                raise ValueError(f"holds {hnsw.dim}-dimension vectors, the embedder makes {dim}")
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             log.warning("semantic cache: index snapshot %s unusable (%s); rebuilding it from the store", graph, exc)
             for p in (graph, meta_path):
                 p.replace(p.with_name(p.name + ".bad"))
             return None
         index = AutoIndex(hnsw_from, hnsw=hnsw, max_id=int(meta["max_id"]))
-        live, held = store.ids(namespace), hnsw.keys()
+        live, held = store.ids(namespace, dim), hnsw.keys()
         for entry_id in np.setdiff1d(held, live, assume_unique=True):
             index.remove(int(entry_id))  # deleted or expired since the snapshot
         missing = np.setdiff1d(live, held, assume_unique=True)
         if len(missing):  # added since (or, with a shared store, committed late by another replica)
-            ids, vecs = store.vectors(namespace, int(missing.min()) - 1)
+            ids, vecs = store.vectors(namespace, int(missing.min()) - 1, dim)
             keep = np.isin(ids, missing)
             index.add(ids[keep], vecs[keep])
         return index

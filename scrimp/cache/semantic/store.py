@@ -101,18 +101,28 @@ class SemanticStore:
         self._run("UPDATE semantic_cache SET used = ?, hits = hits + 1 WHERE id = ?", (time.time(), entry_id),
                   fetch=False, commit=True)
 
-    def vectors(self, namespace: str, after_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Live entries of one namespace newer than `after_id`: (ids, vectors)."""
-        rows = self._run("SELECT id, vector FROM semantic_cache WHERE namespace = ? AND id > ? AND expires > ? "
-                         "ORDER BY id", (namespace, after_id, time.time()))
+    @staticmethod
+    def _width(dim: int | None) -> tuple[str, tuple]:
+        # vectors are float32 bytes: an entry made by an embedder of another dimension is left out
+        return ("", ()) if dim is None else (" AND length(vector) = ?", (4 * int(dim),))
+
+    def vectors(self, namespace: str, after_id: int = 0, dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Live entries of one namespace newer than `after_id`: (ids, vectors). With `dim`, only entries whose
+        vectors have that many dimensions (the current embedder's)."""
+        width, params = self._width(dim)
+        rows = self._run("SELECT id, vector FROM semantic_cache WHERE namespace = ? AND id > ? AND expires > ?"
+                         f"{width} ORDER BY id", (namespace, after_id, time.time(), *params))
         ids = np.asarray([r[0] for r in rows], dtype=np.int64)
         vecs = (np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=np.float32).reshape(len(rows), -1)
-                if rows else np.zeros((0, 0), np.float32))
+                if rows else np.zeros((0, dim or 0), np.float32))
         return ids, vecs
 
-    def ids(self, namespace: str) -> np.ndarray:
-        """Ids of one namespace's live entries (to reconcile a saved index with the table)."""
-        rows = self._run("SELECT id FROM semantic_cache WHERE namespace = ? AND expires > ?", (namespace, time.time()))
+    def ids(self, namespace: str, dim: int | None = None) -> np.ndarray:
+        """Ids of one namespace's live entries (to reconcile a saved index with the table); with `dim`, only
+        those whose vectors have that many dimensions."""
+        width, params = self._width(dim)
+        rows = self._run(f"SELECT id FROM semantic_cache WHERE namespace = ? AND expires > ?{width}",
+                         (namespace, time.time(), *params))
         return np.asarray([r[0] for r in rows], dtype=np.int64)
 
     def delete(self, where: str, params: tuple) -> list[tuple[int, str]]:
