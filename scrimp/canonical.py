@@ -7,7 +7,7 @@ Content blocks stay plain dicts so stages can add keys (e.g. `cache_control`) wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Format = Literal["openai", "anthropic"]
@@ -36,6 +36,13 @@ class ChatRequest:
     prompt_cache_key: str | None = None  # OpenAI prompt-cache routing hint
     extra: dict[str, Any] = field(default_factory=dict)  # unknown params, passed to a same-format upstream
     inbound: Format = "openai"  # the wire format the client spoke
+
+    def copy(self) -> ChatRequest:
+        """A copy whose lists (system, tools, messages and each message's content) can be changed without
+        touching this request. Blocks are shared: replace a block, never change one in place."""
+        return replace(self, system=list(self.system), tools=list(self.tools), stop=list(self.stop),
+                       messages=[{**m, "content": list(m["content"])} for m in self.messages],
+                       metadata=dict(self.metadata), extra=dict(self.extra))
 
     def final_user_text(self) -> str:
         """Text of the last user turn (what semantic caching and routing look at)."""

@@ -2,14 +2,19 @@
 
 A stage is an object with a `name` and `async handle(call, next) -> Reply`. It may
 - short-circuit: return a Reply without awaiting `next` (a cache hit),
-- rewrite: change `call.request` / `call.target_model` before awaiting `next` (route, trim, cap, plan),
+- rewrite: change `call.target_model`, or edit the request through `call.edit_request()` (a private copy:
+  the request other stages hold is never changed under them), before awaiting `next` (route, trim, plan),
 - observe: await `next(call)` and look at the Reply (ledger, cache write, shadow evaluation).
+A stage that makes the call cheaper appends a `Saving` (`call.save`), and a cost the call incurred besides
+the answer (a cascade's first attempt, a billed retry) a `Cost` (`call.spend`); the ledger sums them.
+The base class, its options and the services a stage may use are in `scrimp.stage`.
 The last link is the upstream call. The HTTP server, the in-process client and `simulate` all run this
 same chain, so a saving measured anywhere is the saving the gateway makes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +32,8 @@ class StreamEvent:
 
     kind: "text" (index, text) | "tool_start" (index, id, name) | "tool_delta" (index, partial_json)
           | "block_stop" (index) | "done" (response: the complete ChatResponse with real usage).
+    choice: which of the n choices (OpenAI `n` > 1) a text/tool/block event belongs to; 0 for the first, whose
+    blocks are the response's `content`, k > 0 for `extra_choices[k - 1]`.
     """
 
     kind: str
@@ -35,6 +42,7 @@ class StreamEvent:
     id: str = ""
     name: str = ""
     response: ChatResponse | None = None
+    choice: int = 0
 
 
 @dataclass
@@ -51,6 +59,35 @@ class Reply:
     # For a stream: returns what was received so far (usage estimated where the provider sent none), so a
     # stream the client abandoned can still be recorded.
     partial: Callable[[], ChatResponse] | None = None
+    billed: bool = True  # False when no provider was paid for this answer (a cache hit)
+
+
+@dataclass
+class Saving:
+    """What one lever saved on one call, in USD, and what it compared against. A saving only known once the
+    answer's usage is (a routed or prompt-cached call) gives `priced`, called by the ledger with the final
+    response; a negative figure is a lever that cost more than it saved on this call (a cache write)."""
+
+    lever: str
+    compared_to: str
+    usd: float = 0.0
+    priced: Callable[[ChatResponse | None], float] | None = None
+
+    def settle(self, resp: ChatResponse | None) -> float:
+        if self.priced is not None:
+            self.usd, self.priced = float(self.priced(resp)), None
+        return self.usd
+
+
+@dataclass
+class Cost:
+    """Spend a call incurred besides the answer it returned (a cascade's rejected attempt, an attempt the
+    provider billed before a retry), charged to `lever` (or to no lever: "upstream")."""
+
+    usd: float
+    what: str
+    lever: str = "upstream"
+    model: str | None = None
 
 
 @dataclass
@@ -73,8 +110,8 @@ class Call:
     started: float = field(default_factory=time.perf_counter)
     cache_control: set[str] = field(default_factory=set)  # from x-scrimp-cache-control: no-cache/no-store
     decisions: dict[str, Any] = field(default_factory=dict)  # e.g. {"cache": "exact", "route": "cheap"}
-    saving_stage: str | None = None  # the stage that made this call cheaper, for the ledger
-    extra_costs: list[dict[str, Any]] = field(default_factory=list)  # e.g. a cascade's first attempt
+    savings: list[Saving] = field(default_factory=list)  # one per lever that made this call cheaper
+    costs: list[Cost] = field(default_factory=list)  # spend besides the answer (a cascade's first attempt)
     cost_usd: float | None = None  # set by the ledger stage once the usage is known
     baseline_usd: float | None = None  # what the call would have cost without scrimp
     status: str = "ok"  # "ok" | "error" | "client_cancelled"
@@ -88,11 +125,43 @@ class Call:
         self.requested_model = self.requested_model or self.request.model
         self.target_model = self.target_model or self.request.model
 
+    def save(self, lever: str, compared_to: str, usd: float = 0.0,
+             priced: Callable[[ChatResponse | None], float] | None = None) -> None:
+        """Record that `lever` made this call cheaper (see Saving)."""
+        self.savings.append(Saving(lever, compared_to, usd, priced))
+
+    def spend(self, usd: float, what: str, lever: str = "upstream", model: str | None = None) -> None:
+        """Record spend besides the answer (see Cost)."""
+        self.costs.append(Cost(usd, what, lever, model))
+
+    def edit_request(self) -> ChatRequest:
+        """A private copy of the request for this stage to change (copy-on-write): the request object that
+        earlier stages, a cascade's other attempt or a cache key were made from stays as it was."""
+        self.request = self.request.copy()
+        return self.request
+
+    def fork(self, **changes: Any) -> Call:
+        """A separate attempt at this call (a cascade's cheap try, a shadow call): its own request reference,
+        decisions and records, so nothing it does shows in this call unless adopted."""
+        return dataclasses.replace(self, decisions=dict(self.decisions), savings=[], costs=[],
+                                   embeddings=self.embeddings, **changes)
+
+    def adopt(self, attempt: Call) -> None:
+        """Take a fork's decisions and records as this call's own (the attempt that answered)."""
+        for key, value in attempt.decisions.items():
+            self.decisions.setdefault(key, value)
+        self.savings.extend(attempt.savings)
+        self.costs.extend(attempt.costs)
+        self.request = attempt.request
+        self.first_token_at = self.first_token_at or attempt.first_token_at
+
 
 Next = Callable[[Call], Awaitable[Reply]]
 
 
-class Stage(Protocol):
+class Handler(Protocol):
+    """What the pipeline needs of a stage (the full contract is `scrimp.stage.Stage`)."""
+
     name: str
 
     async def handle(self, call: Call, next: Next) -> Reply: ...
@@ -101,7 +170,7 @@ class Stage(Protocol):
 class Pipeline:
     """Runs `stages` in order, ending in `terminal` (the upstream call)."""
 
-    def __init__(self, stages: list[Stage], terminal: Next) -> None:
+    def __init__(self, stages: list[Handler], terminal: Next) -> None:
         self.stages = list(stages)
         self.terminal = terminal
         self._chain = self._build()
@@ -116,7 +185,7 @@ class Pipeline:
         return await self._chain(call)
 
 
-def _link(stage: Stage, nxt: Next) -> Next:
+def _link(stage: Handler, nxt: Next) -> Next:
     async def run(call: Call) -> Reply:
         return await stage.handle(call, nxt)
 

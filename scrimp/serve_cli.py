@@ -26,20 +26,22 @@ def serve(config_path: str | None, host: str | None, port: int | None, simulate:
     import uvicorn
 
     from scrimp.gateway.app import create_app
-    from scrimp.gateway.config import ConfigError, load, simulated
+    from scrimp.gateway.config import ConfigError, load, simulated, with_stages
 
+    if not simulate and not config_path:
+        raise click.UsageError("give --config FILE, or --simulate to try scrimp without API keys")
     with contextlib.ExitStack() as stack:
         try:
+            # the file is read (and refused) before the simulator starts
+            file_config = load(config_path, models_required=not simulate) if config_path else None
             if simulate:
-                sim_url = stack.enter_context(_simulator())
-                config = simulated(sim_url)
-                if config_path:
-                    stages = load(config_path).stages
-                    config.stages = stages
-            elif config_path:
-                config = load(config_path)
+                config = simulated(stack.enter_context(_simulator()))
+                if file_config is not None:
+                    config = with_stages(config, file_config)
             else:
-                raise click.UsageError("give --config FILE, or --simulate to try scrimp without API keys")
+                assert file_config is not None
+                config = file_config
+            app = create_app(config)  # builds every stage: a bad section is refused here, before the banner
         except ConfigError as exc:
             raise click.ClickException(f"config refused: {exc}") from exc
         host = host or config.host
@@ -48,4 +50,4 @@ def serve(config_path: str | None, host: str | None, port: int | None, simulate:
                    f"{', simulated upstream' if simulate else ''})")
         click.echo(f"  OpenAI clients:    base_url=http://{host}:{port}/v1")
         click.echo(f"  Anthropic clients: base_url=http://{host}:{port}")
-        uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -46,6 +46,9 @@ def usage(db: str | None, dsn: str | None, config_path: str | None, by: str, sin
         rows = rollup(store, by, since_ts)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    if by == "lever":
+        _levers(rows, as_json)
+        return
     totals = {k: sum(r[k] for r in rows) for k in ("calls", "cost_usd", "baseline_usd", "saved_usd",
                                                     "input_tokens", "output_tokens", "cache_hits")}
     if as_json:
@@ -61,6 +64,25 @@ def usage(db: str | None, dsn: str | None, config_path: str | None, by: str, sin
         pct = 100 * r["saved_usd"] / r["baseline_usd"] if r["baseline_usd"] else 0.0
         click.echo(f"{str(r[by])[:23]:<24}{r['calls']:>8}{r['cost_usd']:>12.4f}{r['saved_usd']:>12.4f}{pct:>8.1f}%"
                    f"{r['input_tokens']:>11}{r['output_tokens']:>10}{r['cache_hits']:>7}")
+
+
+def _levers(rows: list[dict], as_json: bool) -> None:
+    """Each lever's savings and the costs it incurred besides (a call with two levers counts under both)."""
+    totals = {k: sum(r[k] for r in rows) for k in ("gross_saving_usd", "extra_cost_usd", "saved_usd")}
+    if as_json:
+        click.echo(json.dumps({"by": "lever", "rows": rows, "totals": totals}, indent=2))
+        return
+    if not rows:
+        click.echo("no lever saved anything in that period")
+        return
+    header = f"{'lever':<24}{'calls':>8}{'saved $':>12}{'extra cost $':>14}{'net $':>12}"
+    click.echo(header)
+    click.echo("-" * len(header))
+    for r in rows:
+        click.echo(f"{r['lever'][:23]:<24}{r['calls']:>8}{r['gross_saving_usd']:>12.6f}{r['extra_cost_usd']:>14.6f}"
+                   f"{r['saved_usd']:>12.6f}")
+    click.echo(f"{'TOTAL':<24}{'':>8}{totals['gross_saving_usd']:>12.6f}{totals['extra_cost_usd']:>14.6f}"
+               f"{totals['saved_usd']:>12.6f}")
 
 
 def _prompt_cache(store, since: float | None, as_json: bool) -> None:

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import asdict
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
 
 import orjson
 
 from scrimp import pricing
 from scrimp.cache.backends import CacheBackend, RedisBackend, SQLiteBackend
 from scrimp.canonical import ChatRequest, ChatResponse, Usage
-from scrimp.gateway.stages import GatewayContext
 from scrimp.pipeline import Call, Next, Reply, StreamEvent
+from scrimp.stage import Stage, StageContext
 
 
 def _strip_cache_control(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -56,22 +56,61 @@ def decode(raw: bytes) -> tuple[ChatResponse, float]:
     return resp, float(data["cost_usd"])
 
 
-class ExactCacheStage:
-    name = "exact_cache"
+@dataclass
+class ExactFeaturePolicy:
+    enabled: bool = True
+    any_temperature: bool = False  # cache sampled answers too (the same one is then served every time)
+    ttl_s: float | None = None
 
-    def __init__(self, backend: CacheBackend, *, ttl_s: float = 86_400.0, features: dict[str, Any] | None = None,
-                 providers: dict[str, str] | None = None) -> None:
+
+@dataclass
+class ExactCacheOptions:
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    path: str = "scrimp-cache.db"  # sqlite
+    url: str = "redis://127.0.0.1:6379/0"  # redis
+    prefix: str = "scrimp:exact:"  # redis key prefix
+    max_entries: int = 100_000
+    ttl_s: float = 86_400.0
+    features: dict[str, ExactFeaturePolicy] = field(default_factory=dict)
+
+
+def fresh(resp: ChatResponse, call: Call) -> ChatResponse:
+    """A reused answer as a new response: its own id (the client may key on it); `created` is set at
+    rendering."""
+    return replace(resp, id=call.request_id.removeprefix("req_"))
+
+
+def reused_answer(lever: str, cost: float) -> tuple[str, str, float]:
+    return lever, "the original call's cost of the reused answer", cost
+
+
+class ExactCacheStage(Stage):
+    name = "exact_cache"
+    Options = ExactCacheOptions
+
+    def __init__(self, backend: CacheBackend, *, ttl_s: float = 86_400.0,
+                 features: dict[str, ExactFeaturePolicy] | None = None) -> None:
         self.backend = backend
         self.ttl_s = ttl_s
-        self.features = features or {}  # feature -> {"enabled": bool, "any_temperature": bool, "ttl_s": float}
-        self.providers = providers or {}
+        self.features = features or {}
+
+    @classmethod
+    def build(cls, options: ExactCacheOptions, ctx: StageContext) -> ExactCacheStage:
+        if options.backend == "redis":
+            backend: CacheBackend = RedisBackend(options.url, options.prefix, options.max_entries)
+        else:
+            backend = SQLiteBackend(options.path, options.max_entries)
+        return cls(backend, ttl_s=options.ttl_s, features=options.features)
+
+    def _policy(self, call: Call) -> ExactFeaturePolicy:
+        return self.features.get(call.attribution.feature or "") or _DEFAULT_POLICY
 
     def eligible(self, call: Call) -> bool:
-        policy = self.features.get(call.attribution.feature or "", {})
-        if policy.get("enabled") is False:
+        policy = self._policy(call)
+        if not policy.enabled:
             return False
         req = call.request
-        return policy.get("any_temperature", False) or req.temperature == 0 or req.seed is not None
+        return policy.any_temperature or req.temperature == 0 or req.seed is not None
 
     async def handle(self, call: Call, next: Next) -> Reply:
         if not self.eligible(call):
@@ -81,15 +120,17 @@ class ExactCacheStage:
             raw = await self.backend.get(key)
             if raw is not None:
                 resp, cost = decode(raw)
-                call.decisions.update(cache="exact", cached_cost_usd=cost)
-                call.saving_stage = self.name
-                return Reply(response=resp, served_model=resp.model, served_provider="cache")
+                call.decisions["cache"] = "exact"
+                call.save(*reused_answer(self.name, cost))
+                return Reply(response=fresh(resp, call), served_model=resp.model, served_provider="cache",
+                             billed=False)
         call.decisions.setdefault("cache", "miss")
         reply = await next(call)
-        if "no-store" in call.cache_control or reply.served_provider == "cache":
-            # a later stage's cached answer (semantic) is not copied here: feedback removing it must stick
+        if "no-store" in call.cache_control or not reply.billed:
+            # a later stage's reused answer (semantic) is not copied here: feedback removing it must stick
             return reply
-        ttl = float(self.features.get(call.attribution.feature or "", {}).get("ttl_s", self.ttl_s))
+        policy = self._policy(call)
+        ttl = policy.ttl_s if policy.ttl_s is not None else self.ttl_s
         if reply.stream is None:
             if reply.response is not None:
                 await self._store(key, reply, reply.response, ttl)
@@ -117,17 +158,4 @@ class ExactCacheStage:
         await self.backend.close()
 
 
-def build(section: dict[str, Any], ctx: GatewayContext) -> ExactCacheStage:
-    backend_name = section.get("backend", "sqlite")
-    max_entries = int(section.get("max_entries", 100_000))
-    if backend_name == "redis":
-        backend: CacheBackend = RedisBackend(section.get("url", "redis://127.0.0.1:6379/0"),
-                                             section.get("prefix", "scrimp:exact:"), max_entries)
-    elif backend_name == "sqlite":
-        backend = SQLiteBackend(section.get("path", "scrimp-cache.db"), max_entries)
-    else:
-        from scrimp.gateway.config import ConfigError
-
-        raise ConfigError(f"stages.exact_cache.backend: must be 'sqlite' or 'redis', got {backend_name!r}")
-    return ExactCacheStage(backend, ttl_s=float(section.get("ttl_s", 86_400)), features=section.get("features"),
-                           providers={n: s.provider for n, s in ctx.config.models.items()})
+_DEFAULT_POLICY = ExactFeaturePolicy()

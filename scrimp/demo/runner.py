@@ -107,7 +107,7 @@ def run(progress: bool = True, out: Callable[[str], None] = print) -> dict[str, 
             app = create_app(simulated(sim_url, stages=stages))
             with serve_app(app) as gateway_url:
                 via = _replay(calls, gateway_url, "through scrimp", progress)
-                store = app.state.gateway.ctx.shared["ledger"]
+                store = app.state.gateway.ledger
                 store.flush()
                 _wait_for_shadow(app)
                 store.flush()

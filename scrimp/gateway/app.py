@@ -14,14 +14,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from scrimp.attribution import attribute, client_key
 from scrimp.formats import anthropic as anthropic_fmt
 from scrimp.formats import openai as openai_fmt
 from scrimp.formats.errors import APIError
-from scrimp.gateway.attribution import attribute, client_key
 from scrimp.gateway.config import GatewayConfig
-from scrimp.gateway.metrics import endpoint as metrics_endpoint
-from scrimp.gateway.stages import GatewayContext, build_stages
+from scrimp.gateway.stages import build_stages
 from scrimp.gateway.upstream import Upstream
+from scrimp.metrics import endpoint as metrics_endpoint
 from scrimp.pipeline import Call, Pipeline, Reply, events_from_response
 from scrimp.tokens import count_tokens
 
@@ -34,19 +34,21 @@ class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.upstream = Upstream(config)
-        self.ctx = GatewayContext(config, self.upstream)
-        self.stages = build_stages(self.ctx)
+        self.stages, self.ctx = build_stages(config, self.upstream)
         self.pipeline = Pipeline(self.stages, self.upstream)
+
+    @property
+    def ledger(self) -> Any:
+        """The ledger store, or None without a ledger stage."""
+        return self.ctx.ledger
 
     async def start(self) -> None:
         for stage in self.stages:
-            if hasattr(stage, "start"):
-                await stage.start()
+            await stage.start()
 
     async def close(self) -> None:
         for stage in reversed(self.stages):
-            if hasattr(stage, "close"):
-                await stage.close()
+            await stage.close()
         await self.upstream.close()
 
 
@@ -223,7 +225,7 @@ def create_app(config: GatewayConfig) -> Starlette:
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
         Route("/metrics", metrics_endpoint(gateway.stages), methods=["GET"]),
-        *[route for stage in gateway.stages if hasattr(stage, "http_routes") for route in stage.http_routes()],
+        *[route for stage in gateway.stages for route in stage.http_routes()],
     ], lifespan=lifespan)
     app.state.gateway = gateway
     return app

@@ -10,34 +10,17 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    pass
-
-
-@dataclass
-class ModelSpec:
-    name: str  # what clients ask for
-    provider: str  # "openai" | "anthropic"
-    base_url: str  # OpenAI: ".../v1"; Anthropic: without "/v1" (the SDKs' conventions)
-    api_key: str | None = None  # None: forward the client's own key
-    tier: str = "mid"
-    upstream_name: str | None = None  # the provider's name for it, when different
-    fallbacks: list[str] = field(default_factory=list)
-    max_tokens_field: str = "max_tokens"  # o-series / gpt-5 models want "max_completion_tokens"
-    # request parameters the model refuses (dropped before sending, e.g. temperature for reasoning models;
-    # "temperature+top_p" drops top_p when both are set, as recent Claude models require)
-    rejects: list[str] = field(default_factory=list)
-
-    @property
-    def remote_name(self) -> str:
-        return self.upstream_name or self.name
+from scrimp.models import ModelSpec
+from scrimp.options import ConfigError, Where, line_map
+from scrimp.stage import check_section, stage_class
 
 
 @dataclass
 class UpstreamPolicy:
-    timeout_s: float = 120.0
+    timeout_s: float = 120.0  # a non-streamed call's total deadline
     connect_timeout_s: float = 5.0
+    first_byte_timeout_s: float | None = None  # a stream: request sent -> first event (None: timeout_s)
+    idle_timeout_s: float | None = None  # a stream: longest silence between events (None: timeout_s)
     retries: int = 2
     backoff_s: float = 0.25
     max_backoff_s: float = 20.0
@@ -49,6 +32,7 @@ class GatewayConfig:
     upstream: UpstreamPolicy = field(default_factory=UpstreamPolicy)
     # Ordered stage list: [{"name": "ledger", ...section}, {"name": "exact_cache", ...}]
     stages: list[dict[str, Any]] = field(default_factory=list)
+    stage_wheres: list[Where] = field(default_factory=list)  # where each section is, for errors at build
     max_body_bytes: int = 16 * 1024 * 1024
     host: str = "127.0.0.1"
     port: int = 8080
@@ -57,9 +41,11 @@ class GatewayConfig:
         return self.models.get(name)
 
 
+# With no `stages` in the config: every lever that never changes an answer.
 DEFAULT_STAGES: list[dict[str, Any]] = [
     {"name": "ledger", "path": "scrimp-ledger.db"},
     {"name": "exact_cache", "backend": "sqlite", "path": "scrimp-cache.db"},
+    {"name": "prompt_cache"},
 ]
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -81,16 +67,17 @@ def _expand(value: Any, where: str) -> Any:
     return value
 
 
-def _check(data: dict[str, Any], where: str, types: dict[str, type | tuple[type, ...]], required: set[str]) -> None:
-    for key in required:
+def _check(data: dict[str, Any], where: Where, types: dict[str, type | tuple[type, ...]],
+           required: set[str]) -> None:
+    for key in sorted(required):
         if key not in data:
-            raise ConfigError(f"{where}: missing required key '{key}'")
+            raise where.error(f"missing required key '{key}'")
     for key, value in data.items():
         if key not in types:
-            raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(sorted(types))})")
+            raise where.key(str(key)).error(f"unknown key (accepted: {', '.join(types)})")
         if value is not None and not isinstance(value, types[key]) or isinstance(value, bool) and types[key] in (
                 int, float, (int, float)):
-            raise ConfigError(f"{where}.{key}: expected {_tname(types[key])}, got {value!r}")
+            raise where.key(str(key)).error(f"expected {_tname(types[key])}, got {value!r}")
 
 
 def _tname(t: type | tuple[type, ...]) -> str:
@@ -104,54 +91,61 @@ _MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str, "provider": str, "base_url": str, "api_key": str, "tier": str, "upstream_name": str,
     "fallbacks": list, "max_tokens_field": str, "rejects": list}
 _UPSTREAM_KEYS: dict[str, type | tuple[type, ...]] = {
-    "timeout_s": (int, float), "connect_timeout_s": (int, float), "retries": int, "backoff_s": (int, float),
-    "max_backoff_s": (int, float)}
+    "timeout_s": (int, float), "connect_timeout_s": (int, float), "first_byte_timeout_s": (int, float),
+    "idle_timeout_s": (int, float), "retries": int, "backoff_s": (int, float), "max_backoff_s": (int, float)}
 _TOP_KEYS: dict[str, type | tuple[type, ...]] = {
     "models": list, "upstream": dict, "stages": list, "max_body_bytes": int, "host": str, "port": int}
 
 
-def parse(data: Any, *, source: str = "config") -> GatewayConfig:
+def parse(data: Any, *, source: str = "config", lines: dict[str, int] | None = None,
+          models_required: bool = True) -> GatewayConfig:
+    top = Where(source, "", "", lines)
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
+        raise top.error("expected a mapping at the top level")
     data = _expand(data, source)
-    _check(data, source, _TOP_KEYS, {"models"})
+    _check(data, top, _TOP_KEYS, {"models"} if models_required else set())
     cfg = GatewayConfig(max_body_bytes=data.get("max_body_bytes", 16 * 1024 * 1024),
                         host=data.get("host", "127.0.0.1"), port=data.get("port", 8080))
-    for i, entry in enumerate(data["models"]):
-        where = f"{source}: models[{i}]"
+    for i, entry in enumerate(data.get("models") or []):
+        where = top.key("models").item(i)
         if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: expected a mapping")
+            raise where.error("expected a mapping")
         _check(entry, where, _MODEL_KEYS, {"name", "provider", "base_url"})
         if entry["provider"] not in ("openai", "anthropic"):
-            raise ConfigError(f"{where}.provider: must be 'openai' or 'anthropic', got {entry['provider']!r}")
+            raise where.key("provider").error(f"must be 'openai' or 'anthropic', got {entry['provider']!r}")
         if entry.get("tier", "mid") not in ("premium", "mid", "cheap"):
-            raise ConfigError(f"{where}.tier: must be premium, mid or cheap")
+            raise where.key("tier").error("must be premium, mid or cheap")
         if entry["name"] in cfg.models:
-            raise ConfigError(f"{where}.name: duplicate model {entry['name']!r}")
+            raise where.key("name").error(f"duplicate model {entry['name']!r}")
         cfg.models[entry["name"]] = ModelSpec(**{**entry, "base_url": entry["base_url"].rstrip("/")})
-    for spec in cfg.models.values():
+    for i, spec in enumerate(cfg.models.values()):
         for fb in spec.fallbacks:
             if fb not in cfg.models:
-                raise ConfigError(f"{source}: models[{spec.name}].fallbacks: unknown model {fb!r}")
+                raise top.key("models").item(i).key("fallbacks").error(f"unknown model {fb!r}")
     if "upstream" in data:
-        _check(data["upstream"], f"{source}: upstream", _UPSTREAM_KEYS, set())
+        _check(data["upstream"], top.key("upstream"), _UPSTREAM_KEYS, set())
         cfg.upstream = UpstreamPolicy(**data["upstream"])
     stages = data.get("stages", DEFAULT_STAGES)
-    from scrimp.gateway.stages import REGISTRY
-
     for i, entry in enumerate(stages):
+        raw = f"stages[{i}]"
         if isinstance(entry, str):
             entry = {"name": entry}
         elif isinstance(entry, dict) and len(entry) == 1 and "name" not in entry:
             (name, section), = entry.items()
-            entry = {"name": name, **(section or {})}
-        if not isinstance(entry, dict) or entry.get("name") not in REGISTRY:
-            raise ConfigError(f"{source}: stages[{i}]: unknown stage {entry!r} (known: {', '.join(REGISTRY)})")
+            raw = f"stages[{i}].{name}"
+            entry = {"name": name, **(section or {})} if isinstance(section, dict | None) else entry
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise Where(source, f"stages[{i}]", raw, lines).error(
+                f"expected a stage name, or a mapping of a stage name to its options; got {entry!r}")
+        stage_class(entry["name"], Where(source, f"stages[{i}]", raw, lines))
+        where = Where(source, f"stages.{entry['name']}", raw, lines)
+        check_section(entry["name"], {k: v for k, v in entry.items() if k != "name"}, where)
         cfg.stages.append(entry)
+        cfg.stage_wheres.append(where)
     return cfg
 
 
-def load(path: str | Path) -> GatewayConfig:
+def load(path: str | Path, *, models_required: bool = True) -> GatewayConfig:
     path = Path(path)
     try:
         text = path.read_text()
@@ -163,7 +157,7 @@ def load(path: str | Path) -> GatewayConfig:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
-    return parse(data, source=str(path))
+    return parse(data, source=str(path), lines=line_map(text), models_required=models_required)
 
 
 def simulated(sim_url: str, *, stages: list[dict[str, Any]] | None = None) -> GatewayConfig:
@@ -182,3 +176,9 @@ def simulated(sim_url: str, *, stages: list[dict[str, Any]] | None = None) -> Ga
     if stages is not None:
         data["stages"] = stages
     return parse(data, source="simulated")
+
+
+def with_stages(config: GatewayConfig, other: GatewayConfig) -> GatewayConfig:
+    """`config` running `other`'s stages (`scrimp serve --simulate --config FILE`)."""
+    config.stages, config.stage_wheres = other.stages, other.stage_wheres
+    return config

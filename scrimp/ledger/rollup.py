@@ -12,7 +12,7 @@ from scrimp.ledger.store import LedgerStore
 GROUPS = {"feature": "COALESCE(feature, '-')", "model": "COALESCE(served_model, requested_model)",
           "user": "COALESCE(user_id, '-')", "tenant": "tenant", "day": None,
           "cache": "COALESCE(cache, 'miss')",  # miss | exact | semantic
-          "lever": "COALESCE(saving_stage, '-')"}  # which stage made each call cheaper
+          "lever": None}  # from the savings table: each lever's records
 
 
 def parse_since(value: str | None) -> float | None:
@@ -32,6 +32,8 @@ def parse_since(value: str | None) -> float | None:
 def usage(store: LedgerStore, by: str = "feature", since: float | None = None) -> list[dict[str, Any]]:
     if by not in GROUPS:
         raise ValueError(f"--by must be one of {', '.join(GROUPS)}")
+    if by == "lever":
+        return by_lever(store, since)
     group = GROUPS[by]
     if group is None:  # day: computed in Python, portable across SQLite and PostgreSQL
         group = "CAST(ts AS BIGINT) / 86400"
@@ -53,3 +55,17 @@ def usage(store: LedgerStore, by: str = "feature", since: float | None = None) -
                     "cache_hits": int(hits or 0), "cache_hit_rate": (hits or 0) / calls if calls else 0.0,
                     "errors": int(errors or 0)})
     return out
+
+
+def by_lever(store: LedgerStore, since: float | None = None) -> list[dict[str, Any]]:
+    """Per lever: the calls it touched, what it saved, what it cost besides (a cascade's rejected attempts,
+    a shadow evaluation), and the net. Summed over levers, the net is the calls' total saving."""
+    where, params = ("WHERE ts >= ?", [since]) if since is not None else ("", [])
+    rows = store.query(
+        "SELECT lever, COUNT(DISTINCT request_id), "
+        "SUM(CASE WHEN kind = 'saving' THEN usd ELSE 0 END), SUM(CASE WHEN kind = 'cost' THEN usd ELSE 0 END) "
+        f"FROM savings {where} GROUP BY lever", params)
+    out = [{"lever": lever, "calls": int(calls), "gross_saving_usd": float(saved or 0),
+            "extra_cost_usd": float(spent or 0), "saved_usd": float(saved or 0) - float(spent or 0)}
+           for lever, calls, saved, spent in rows]
+    return sorted(out, key=lambda r: -r["saved_usd"])

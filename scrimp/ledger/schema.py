@@ -21,7 +21,7 @@ COLUMNS = [
     ("cost_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0"),
     ("baseline_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0"),
     ("saved_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0"),
-    ("saving_stage", "TEXT"),
+    ("saving_stage", "TEXT"),  # the levers with a saving record on this call, largest first, comma-separated
     ("cache", "TEXT"),  # miss | exact | semantic
     ("decisions", "TEXT"),  # JSON
     ("latency_ms", "DOUBLE PRECISION"),
@@ -43,6 +43,10 @@ TABLES: dict[str, list[tuple[str, str]]] = {
                ("cheap_model", "TEXT NOT NULL"), ("strong_model", "TEXT NOT NULL"), ("served", "TEXT NOT NULL"),
                ("cheap_answer", "TEXT"), ("strong_answer", "TEXT"), ("score", "DOUBLE PRECISION"),
                ("scorer", "TEXT"), ("cost_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0")],
+    # One row per Saving or Cost record a lever made on a call (kind "saving" | "cost"): `usage --by lever`.
+    "savings": [("ts", "DOUBLE PRECISION NOT NULL"), ("request_id", "TEXT NOT NULL"), ("tenant", "TEXT"),
+                ("feature", "TEXT"), ("kind", "TEXT NOT NULL"), ("lever", "TEXT NOT NULL"),
+                ("usd", "DOUBLE PRECISION NOT NULL DEFAULT 0"), ("detail", "TEXT")],
 }
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -57,5 +61,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         "CREATE INDEX IF NOT EXISTS events_ts ON events (ts)",
         "CREATE TABLE IF NOT EXISTS shadow (" + ", ".join(f"{n} {t}" for n, t in TABLES["shadow"]) + ")",
         "CREATE INDEX IF NOT EXISTS shadow_route ON shadow (route, ts)",
+    ]),
+    (3, [
+        "CREATE TABLE IF NOT EXISTS savings (" + ", ".join(f"{n} {t}" for n, t in TABLES["savings"]) + ")",
+        "CREATE INDEX IF NOT EXISTS savings_ts ON savings (ts)",
+        "CREATE INDEX IF NOT EXISTS savings_lever ON savings (lever, ts)",
     ]),
 ]

@@ -1,29 +1,53 @@
-"""The ledger stage: observes every call (outermost in the chain) and records one row with its price."""
+"""The ledger stage: observes every call (outermost in the chain) and records one row with its price.
+
+A row's cost is what the provider billed for the answer (nothing for an answer no provider was paid for)
+plus the call's `Cost` records; its baseline adds the levers' `Saving` records back. Each record is also
+kept in the `savings` table, so `scrimp usage --by lever` splits a call's saving between its levers. The
+ledger knows no lever by name."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from scrimp import pricing
 from scrimp.canonical import ChatResponse, Usage
-from scrimp.gateway.stages import GatewayContext
 from scrimp.ledger.store import LedgerStore, open_store
+from scrimp.options import Where
 from scrimp.pipeline import Call, Next, Reply, StreamEvent
+from scrimp.stage import Stage, StageContext
 
 log = logging.getLogger("scrimp.ledger")
 
 
-class LedgerStage:
-    name = "ledger"
+@dataclass
+class LedgerOptions:
+    path: str = "scrimp-ledger.db"  # SQLite file (the embedded default)
+    dsn: str | None = None  # PostgreSQL, for replicas sharing one ledger
+    schema: str = "public"  # PostgreSQL schema (tests use their own)
 
-    def __init__(self, store: LedgerStore, providers: dict[str, str]) -> None:
+    def check(self, where: Where) -> None:
+        if not self.path and not self.dsn:
+            raise where.key("path").error("give a SQLite path or a PostgreSQL dsn")
+
+
+class LedgerStage(Stage):
+    name = "ledger"
+    Options = LedgerOptions
+
+    def __init__(self, store: LedgerStore) -> None:
         self.store = store
-        self.providers = providers  # model -> provider, to price the requested model
+
+    @classmethod
+    def build(cls, options: LedgerOptions, ctx: StageContext) -> LedgerStage:
+        store = open_store({"path": options.path, "dsn": options.dsn, "schema": options.schema})
+        ctx.provide_ledger(store)
+        return cls(store)
 
     async def start(self) -> None:
         self.store.start()
@@ -36,10 +60,10 @@ class LedgerStage:
             reply = await next(call)
         except Exception as exc:
             call.status, call.error = "error", str(exc)[:500]
-            self.record(call, None, "", "")
+            self.record(call, None, "", "", billed=False)
             raise
         if reply.stream is None:
-            self.record(call, reply.response, reply.served_model, reply.served_provider)
+            self.record(call, reply.response, reply.served_model, reply.served_provider, reply.billed)
             return reply
         reply.stream = self._watch(call, reply, reply.stream)
         return reply
@@ -50,7 +74,7 @@ class LedgerStage:
             async for event in stream:
                 if event.kind == "done":
                     recorded = True
-                    self.record(call, event.response, reply.served_model, reply.served_provider)
+                    self.record(call, event.response, reply.served_model, reply.served_provider, reply.billed)
                 yield event
         except Exception as exc:
             call.status, call.error = "error", str(exc)[:500]
@@ -60,53 +84,62 @@ class LedgerStage:
                 if call.status == "ok":
                     call.status = "client_cancelled"
                 self.record(call, reply.partial() if reply.partial else None, reply.served_model,
-                            reply.served_provider)
+                            reply.served_provider, reply.billed)
 
-    def price(self, call: Call, resp: ChatResponse | None, served: str, provider: str) -> tuple[float, float]:
-        usage = resp.usage if resp is not None else Usage()
-        extra = sum(float(c.get("cost_usd", 0.0)) for c in call.extra_costs)
-        if call.decisions.get("cache") in ("exact", "semantic"):
-            return extra, float(call.decisions.get("cached_cost_usd", 0.0))
+    @staticmethod
+    def answer_cost(resp: ChatResponse | None, served: str, provider: str, billed: bool) -> float:
+        if not billed or resp is None or not served:
+            return 0.0
         try:
-            cost = pricing.cost(served, provider or None, usage) + extra
+            return pricing.cost(served, provider or None, resp.usage)
         except pricing.UnknownPrice:
             log.warning("no price for %s; recorded at 0", served)
-            return extra, extra
-        baseline_usage = pricing.uncached(usage) if call.decisions.get("prompt_cache") == "planned" else usage
-        try:
-            baseline = pricing.cost(call.requested_model, self.providers.get(call.requested_model), baseline_usage)
-        except pricing.UnknownPrice:
-            baseline = cost
-        return cost, baseline
+            return 0.0
 
-    def record(self, call: Call, resp: ChatResponse | None, served: str, provider: str) -> None:
+    def record(self, call: Call, resp: ChatResponse | None, served: str, provider: str, billed: bool = True) -> None:
         try:
-            cost, baseline = self.price(call, resp, served, provider)
+            answer = self.answer_cost(resp, served, provider, billed)
+            saved = {}
+            for s in call.savings:
+                try:
+                    usd = s.settle(resp)
+                except Exception:  # a lever's pricing failing must not lose the row
+                    log.exception("saving of %s could not be priced", s.lever)
+                    usd = 0.0
+                saved[s.lever] = saved.get(s.lever, 0.0) + usd
+            extra = sum(c.usd for c in call.costs)
+            cost, baseline = answer + extra, answer + sum(saved.values())
             call.cost_usd, call.baseline_usd = cost, baseline
             usage = resp.usage if resp is not None else Usage()
-            now = time.perf_counter()
+            now = time.time()
             decisions = {k: v for k, v in call.decisions.items() if not k.startswith("_")}
+            if call.costs:
+                decisions["costs"] = [{"usd": c.usd, "what": c.what, "lever": c.lever, "model": c.model}
+                                      for c in call.costs]
+            levers = sorted(saved, key=lambda k: -saved[k])
             row: dict[str, Any] = {
-                "ts": time.time(), "request_id": call.request_id, "tenant": call.attribution.tenant,
+                "ts": now, "request_id": call.request_id, "tenant": call.attribution.tenant,
                 "user_id": call.attribution.user, "feature": call.attribution.feature,
                 "inbound": call.request.inbound, "requested_model": call.requested_model,
                 "served_model": served or None, "provider": provider or None,
                 "input_tokens": usage.input, "output_tokens": usage.output, "cache_read_tokens": usage.cache_read,
                 "cache_write_5m_tokens": usage.cache_write_5m, "cache_write_1h_tokens": usage.cache_write_1h,
                 "reasoning_tokens": usage.reasoning, "cost_usd": cost, "baseline_usd": baseline,
-                "saved_usd": baseline - cost, "saving_stage": call.saving_stage,
+                "saved_usd": baseline - cost, "saving_stage": ",".join(levers) or None,
                 "cache": call.decisions.get("cache", "miss"),
                 "decisions": orjson.dumps(decisions, default=str).decode(),
-                "latency_ms": (now - call.started) * 1000,
+                "latency_ms": (time.perf_counter() - call.started) * 1000,
                 "ttft_ms": (call.first_token_at - call.started) * 1000 if call.first_token_at else None,
                 "stream": int(call.request.stream), "status": call.status, "error": call.error,
             }
             self.store.write(row)
+            base = {"ts": now, "request_id": call.request_id, "tenant": call.attribution.tenant,
+                    "feature": call.attribution.feature}
+            for s in call.savings:
+                self.store.write({**base, "kind": "saving", "lever": s.lever, "usd": s.usd,
+                                  "detail": s.compared_to}, table="savings")
+            for c in call.costs:
+                self.store.write({**base, "kind": "cost", "lever": c.lever, "usd": c.usd, "detail": c.what},
+                                 table="savings")
         except Exception:
             log.exception("could not record call %s", call.request_id)
-
-
-def build(section: dict[str, Any], ctx: GatewayContext) -> LedgerStage:
-    store = open_store(section)
-    ctx.shared["ledger"] = store
-    return LedgerStage(store, {name: spec.provider for name, spec in ctx.config.models.items()})

@@ -11,21 +11,36 @@ Runs after routing (it plans for the model that will actually answer):
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from dataclasses import dataclass, field
 
-from scrimp.gateway.stages import GatewayContext
+from scrimp import pricing
+from scrimp.canonical import ChatResponse
 from scrimp.pipeline import Call, Next, Reply
 from scrimp.promptcache.detector import CacheBusterDetector, split_volatile
 from scrimp.promptcache.planner import plan
 from scrimp.promptcache.profiles import Profiles
 from scrimp.promptcache.ttl import TTLChooser
+from scrimp.stage import Stage, StageContext
 
 
-class PromptCacheStage:
+@dataclass
+class PromptCacheFeaturePolicy:
+    enabled: bool = True
+
+
+@dataclass
+class PromptCacheOptions:
+    profiles: str | None = None  # a YAML file of model cache profiles (default: the shipped profiles.yaml)
+    move_volatile: bool = False  # move timestamp / id lines out of the cached system prompt
+    features: dict[str, PromptCacheFeaturePolicy] = field(default_factory=dict)
+
+
+class PromptCacheStage(Stage):
     name = "prompt_cache"
+    Options = PromptCacheOptions
 
     def __init__(self, providers: dict[str, tuple[str, str]], profiles: Profiles, *, move_volatile: bool = False,
-                 ttl: TTLChooser | None = None, features: dict[str, Any] | None = None) -> None:
+                 ttl: TTLChooser | None = None, features: dict[str, PromptCacheFeaturePolicy] | None = None) -> None:
         self.providers = providers  # model -> (provider, remote name)
         self.profiles = profiles
         self.move_volatile = move_volatile
@@ -33,9 +48,16 @@ class PromptCacheStage:
         self.detector = CacheBusterDetector()
         self.features = features or {}
 
+    @classmethod
+    def build(cls, options: PromptCacheOptions, ctx: StageContext) -> PromptCacheStage:
+        providers = {name: (spec.provider, spec.remote_name) for name, spec in ctx.models.items()}
+        return cls(providers, Profiles.load(options.profiles), move_volatile=options.move_volatile,
+                   features=options.features)
+
     async def handle(self, call: Call, next: Next) -> Reply:
         feature = call.attribution.feature or "-"
-        if self.features.get(feature, {}).get("enabled") is False:
+        policy = self.features.get(feature)
+        if policy is not None and not policy.enabled:
             return await next(call)
         provider, remote = self.providers.get(call.target_model, ("", call.target_model))
         finding = self.detector.observe(f"{call.attribution.tenant}/{feature}", call.request)
@@ -48,7 +70,7 @@ class PromptCacheStage:
         return await next(call)
 
     def _plan_anthropic(self, call: Call, model: str, feature: str) -> None:
-        req = call.request
+        req = call.edit_request()  # the breakpoints go on this stage's own copy
         profile = self.profiles.for_model("anthropic", model)
         volatile = self._move_volatile(call) if self.move_volatile and req.system else 0
         stable_system = req.system[: len(req.system) - volatile]
@@ -62,8 +84,24 @@ class PromptCacheStage:
             call.decisions["prompt_cache"] = "planned" if result.client == 0 else "augmented"
             call.decisions["breakpoints"] = len(result.added)
             call.decisions["cache_ttl"] = ttl
-            if result.client == 0 and call.saving_stage is None:
-                call.saving_stage = self.name  # its first call pays a write premium: a negative saving, recorded
+            if result.client == 0:
+                # its first call pays a write premium: a negative saving, recorded as such
+                call.save(self.name, "the same input without prompt caching", priced=self._uncached_price(call))
+
+    def _uncached_price(self, call: Call):
+        provider = self.providers.get(call.target_model, ("", ""))[0] or None
+        model = call.target_model
+
+        def saving(resp: ChatResponse | None) -> float:
+            if resp is None:
+                return 0.0
+            try:
+                return (pricing.cost(model, provider, pricing.uncached(resp.usage))
+                        - pricing.cost(model, provider, resp.usage))
+            except pricing.UnknownPrice:
+                return 0.0
+
+        return saving
 
     def _move_volatile(self, call: Call) -> int:
         """Keep timestamps and ids out of the cached prefix: they go to a last, uncached system block.
@@ -89,12 +127,7 @@ class PromptCacheStage:
         profile = self.profiles.for_model("openai", model)
         if profile.prompt_cache_key and call.request.prompt_cache_key is None:
             material = f"{call.attribution.tenant}|{feature}|{model}".encode()
-            call.request.prompt_cache_key = "scrimp-" + hashlib.sha256(material).hexdigest()[:24]
-            call.decisions["prompt_cache_key"] = call.request.prompt_cache_key
+            req = call.edit_request()
+            req.prompt_cache_key = "scrimp-" + hashlib.sha256(material).hexdigest()[:24]
+            call.decisions["prompt_cache_key"] = req.prompt_cache_key
 
-
-def build(section: dict[str, Any], ctx: GatewayContext) -> PromptCacheStage:
-    providers = {name: (spec.provider, spec.remote_name) for name, spec in ctx.config.models.items()}
-    return PromptCacheStage(providers, Profiles.load(section.get("profiles")),
-                            move_volatile=bool(section.get("move_volatile", False)),
-                            features=section.get("features"))

@@ -102,6 +102,11 @@ class ShadowRunner:
             cost = 0.0
         self.spent_today += cost
         self.record("calls", _shadow_call_row(sub, reply, resp, cost, self.route))
+        # the spend is charged to the router, against the call it evaluated
+        self.record("savings", {"ts": time.time(), "request_id": parent.request_id,
+                                "tenant": parent.attribution.tenant, "feature": parent.attribution.feature,
+                                "kind": "cost", "lever": "router", "usd": cost,
+                                "detail": f"shadow call to {model} (route {self.route})"})
         return resp, cost
 
     async def _run(self, call: Call, served: str, other: str, cheap: str, strong: str, resp: ChatResponse) -> None:

@@ -27,13 +27,14 @@ from starlette.routing import Route as HttpRoute
 
 from scrimp import pricing
 from scrimp.canonical import ChatResponse
-from scrimp.gateway.metrics import Sample
-from scrimp.gateway.stages import GatewayContext
+from scrimp.metrics import Sample
+from scrimp.options import ConfigError, Where
 from scrimp.pipeline import Call, Next, Reply, StreamEvent, events_from_response
 from scrimp.router import rules as rules_mod
 from scrimp.router.checks import CHECKS, DEFAULT_CHECKS, first_failure
 from scrimp.router.drift import DriftGuard
 from scrimp.router.shadow import ShadowPolicy, ShadowRunner
+from scrimp.stage import Stage, StageContext
 
 log = logging.getLogger("scrimp.router")
 POLICIES = ("fixed", "rules", "learned", "cascade")
@@ -118,15 +119,33 @@ def load_router(path: str, where: str) -> Any:
         raise RouteConfigError(f"{where}.router: cannot load {path}: {exc}") from exc
 
 
-class RouterStage:
-    name = "router"
+@dataclasses.dataclass
+class RouterOptions:
+    # route name (a feature, or "default") -> {policy, model | rules | cheap/strong, ...}; checked per route
+    routes: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def __init__(self, routes: dict[str, RouteSpec], ledger: Any = None) -> None:
+    def check(self, where: Where) -> None:
+        if not self.routes:
+            raise where.key("routes").error("expected a mapping of route name (a feature, or 'default') to its "
+                                            "policy")
+
+
+class RouterStage(Stage):
+    name = "router"
+    Options = RouterOptions
+
+    def __init__(self, routes: dict[str, RouteSpec], ctx: StageContext | None = None,
+                 providers: dict[str, str] | None = None) -> None:
         self.routes = routes
-        self.ledger = ledger  # the ledger store: shadow results and events go there
+        self.ctx = ctx  # its ledger gets shadow results and events
+        self.providers = providers or {}
         self.events: list[dict[str, Any]] = []  # recent events, also served at /v1/scrimp/router/status
         self.routed: collections.Counter[tuple[str, str]] = collections.Counter()  # (route, model) -> calls
         self.trips: collections.Counter[str] = collections.Counter()  # route -> drift-guard trips
+
+    @classmethod
+    def build(cls, options: RouterOptions, ctx: StageContext) -> RouterStage:
+        return from_options(options, ctx)
 
     # -- choosing ------------------------------------------------------------------------------------
     def route_for(self, call: Call) -> RouteSpec | None:
@@ -165,8 +184,9 @@ class RouterStage:
             return await self._cascade(route, call, next)
         model, details = await self.decide(route, call)
         self._mark(call, route, model, details)
+        asked = call.request  # as the client sent it: what a shadow call asks the other model
         reply = await next(call)
-        return self._after(route, call, reply)
+        return self._after(route, call, reply, asked)
 
     def _mark(self, call: Call, route: RouteSpec, model: str, details: dict[str, Any]) -> None:
         call.target_model = model
@@ -174,13 +194,26 @@ class RouterStage:
         tier = "cheap" if model == route.cheap else "strong" if model == route.strong else model
         call.decisions.update(route=f"{route.name}:{tier}", routed_model=model, **details)
         if model != call.requested_model:
-            call.saving_stage = call.saving_stage or self.name
+            call.save(self.name, f"the same usage priced at the requested model ({call.requested_model})",
+                      priced=self._requested_price(call.requested_model, model))
+
+    def _requested_price(self, requested: str, served: str) -> Any:
+        def saving(resp: ChatResponse | None) -> float:
+            if resp is None:
+                return 0.0
+            try:
+                return (pricing.cost(requested, self.providers.get(requested), resp.usage)
+                        - pricing.cost(served, self.providers.get(served), resp.usage))
+            except pricing.UnknownPrice:
+                return 0.0
+
+        return saving
 
     # -- cascade -----------------------------------------------------------------------------------------
     async def _cascade(self, route: RouteSpec, call: Call, next: Next) -> Reply:
         assert route.cheap and route.strong
-        first = dataclasses.replace(call, request=dataclasses.replace(call.request, stream=False),
-                                    target_model=route.cheap, decisions=dict(call.decisions), extra_costs=[])
+        asked = call.request
+        first = call.fork(request=dataclasses.replace(call.request, stream=False), target_model=route.cheap)
         failure: str | None
         try:
             attempt = await next(first)
@@ -190,25 +223,28 @@ class RouterStage:
         except Exception as exc:  # noqa: BLE001 - the cheap model failing is a reason to escalate
             attempt, resp, failure = None, None, f"error: {str(exc)[:80]}"
         if failure is None and attempt is not None and resp is not None:
+            stream = call.request.stream
+            call.adopt(first)
             self._mark(call, route, route.cheap, {"cascade": "accepted"})
-            call.decisions.update({k: v for k, v in first.decisions.items() if k not in call.decisions})
-            if call.request.stream:
+            if stream:
                 attempt = dataclasses.replace(attempt, response=None, stream=_replay(resp))
-            return self._after(route, call, attempt)
+            return self._after(route, call, attempt, asked)
         # escalate: the cheap attempt's cost is part of this call's cost
         if resp is not None and attempt is not None:
             try:
                 cost = pricing.cost(attempt.served_model, attempt.served_provider or None, resp.usage)
             except pricing.UnknownPrice:
                 cost = 0.0
-            call.extra_costs.append({"model": attempt.served_model, "cost_usd": cost, "reason": failure})
+            call.spend(cost, f"cascade: rejected answer of {attempt.served_model} ({failure})", self.name,
+                       attempt.served_model)
+        call.costs.extend(first.costs)  # spend of the rejected attempt's own (a billed retry)
         self._mark(call, route, route.strong, {"cascade": "escalated", "escalation": failure})
         reply = await next(call)
-        return self._after(route, call, reply)
+        return self._after(route, call, reply, asked)
 
     # -- shadow and drift ------------------------------------------------------------------------------------
-    def _after(self, route: RouteSpec, call: Call, reply: Reply) -> Reply:
-        if route.shadow is None or reply.served_provider == "cache":
+    def _after(self, route: RouteSpec, call: Call, reply: Reply, asked: Any) -> Reply:
+        if route.shadow is None or not reply.billed:
             return reply
         served = call.target_model
         if served not in (route.cheap, route.strong):
@@ -217,7 +253,8 @@ class RouterStage:
         assert route.cheap and route.strong and other
 
         def start(resp: ChatResponse) -> None:
-            if route.shadow is not None and route.shadow.maybe_run(call, served, other, route.cheap or "",
+            original = call.fork(request=asked)  # the shadow sees the request as the client sent it
+            if route.shadow is not None and route.shadow.maybe_run(original, served, other, route.cheap or "",
                                                                    route.strong or "", resp):
                 call.decisions["shadow"] = other
 
@@ -249,8 +286,9 @@ class RouterStage:
         self._record("events", event)
 
     def _record(self, table: str, row: dict[str, Any]) -> None:
-        if self.ledger is not None:
-            self.ledger.write(row, table=table)
+        ledger = self.ctx.ledger if self.ctx is not None else None
+        if ledger is not None:
+            ledger.write(row, table=table)
 
     # -- status endpoint --------------------------------------------------------------------------------------
     async def status(self, request: Request) -> JSONResponse:
@@ -306,7 +344,7 @@ class RouterStage:
                            r.shadow.policy.max_usd_per_day, lab)]
         return out
 
-    def http_routes(self) -> list[HttpRoute]:  # the gateway mounts these
+    def http_routes(self) -> list[HttpRoute]:  # type: ignore[override]  # the gateway mounts these
         return [HttpRoute("/v1/scrimp/router/status", self.status, methods=["GET"]),
                 HttpRoute("/v1/scrimp/router/routes/{route}/reset", self.reset, methods=["POST"])]
 
@@ -340,18 +378,12 @@ async def _on_done(stream: AsyncIterator[StreamEvent], fn: Any) -> AsyncIterator
         yield event
 
 
-def build(section: dict[str, Any], ctx: GatewayContext) -> RouterStage:
-    from scrimp.gateway.config import ConfigError
-
-    models = set(ctx.config.models)
-    raw_routes = section.get("routes")
-    if not isinstance(raw_routes, dict) or not raw_routes:
-        raise ConfigError("stages.router.routes: expected a mapping of route name (a feature, or 'default') "
-                          "to its policy")
-    stage = RouterStage({}, ctx.shared.get("ledger"))
-    providers = {n: s.provider for n, s in ctx.config.models.items()}
+def from_options(options: RouterOptions, ctx: StageContext) -> RouterStage:
+    models = set(ctx.models)
+    providers = {n: s.provider for n, s in ctx.models.items()}
+    stage = RouterStage({}, ctx, providers)
     try:
-        for name, raw in raw_routes.items():
+        for name, raw in options.routes.items():
             spec, extras = _parse_route(str(name), raw, models)
             if extras and "shadow" in extras:
                 policy = ShadowPolicy.parse(dict(extras["shadow"] or {}), f"stages.router.routes.{name}.shadow",

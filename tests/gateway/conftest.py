@@ -35,7 +35,7 @@ class GW:
 
     def rows(self) -> list[dict[str, Any]]:
         """Ledger rows, oldest first, after the writer has caught up."""
-        store = self.gateway.ctx.shared["ledger"]
+        store = self.gateway.ledger
         store.flush()
         from scrimp.ledger.schema import NAMES
 

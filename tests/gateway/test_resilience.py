@@ -46,7 +46,7 @@ def faulty(tmp_path):
 
 
 def rows(app):
-    store = app.state.gateway.ctx.shared["ledger"]
+    store = app.state.gateway.ledger
     store.flush()
     return store.query("SELECT requested_model, served_model, status, error, decisions FROM calls ORDER BY ts")
 
@@ -101,7 +101,7 @@ def test_client_hanging_up_mid_stream_is_recorded_with_what_was_used(faulty):
         if i == 4:
             break
     stream.close()
-    store = app.state.gateway.ctx.shared["ledger"]
+    store = app.state.gateway.ledger
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         store.flush()

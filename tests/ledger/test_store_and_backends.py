@@ -72,7 +72,7 @@ async def test_a_failing_store_never_fails_the_request(tmp_path):
     store = SQLiteLedger(tmp_path / "ledger.db")
     store.start()
     store.query("DROP TABLE calls")  # every write will now fail
-    stage = LedgerStage(store, {})
+    stage = LedgerStage(store)
 
     async def terminal(call):
         from scrimp.canonical import ChatResponse

@@ -43,7 +43,7 @@ def test_agent_loop_reads_its_prefix_from_cache_after_the_first_turn(gateway):
         # Everything the previous turn sent is read; only the new turn is written.
         assert cur.cache_read_input_tokens == prev.cache_read_input_tokens + prev.cache_creation_input_tokens
         assert cur.cache_creation_input_tokens < 100
-    store = app.state.gateway.ctx.shared["ledger"]
+    store = app.state.gateway.ledger
     store.flush()
     rows = store.query("SELECT cost_usd, baseline_usd, saving_stage FROM calls ORDER BY ts")
     assert rows[0][0] > rows[0][1]  # the first turn pays the write premium, and the ledger says so
@@ -65,7 +65,7 @@ def test_timestamped_system_prompt_is_reported_and_busts_the_cache(gateway):
     url, app = gateway
     usages = agent_turns(url, 3, system=stamped)
     assert all(u.cache_read_input_tokens == 0 for u in usages)  # the timestamp defeats caching...
-    store = app.state.gateway.ctx.shared["ledger"]
+    store = app.state.gateway.ledger
     store.flush()
     decisions = [d for (d,) in store.query("SELECT decisions FROM calls ORDER BY ts")]
     assert '"kind":"timestamp"' in decisions[1] and '"where":"system"' in decisions[1]  # ...and is named
@@ -123,7 +123,7 @@ def test_usage_reports_hit_ratio_savings_and_busters(gateway, tmp_path):
     url, app = gateway
     agent_turns(url, 4)
     agent_turns(url, 2, system=stamped, feature="stamped")
-    app.state.gateway.ctx.shared["ledger"].flush()
+    app.state.gateway.ledger.flush()
     result = CliRunner().invoke(main, ["usage", "--db", str(tmp_path / "l.db"), "--prompt-cache", "--json"])
     assert result.exit_code == 0, result.output
     by = {r["feature"]: r for r in json.loads(result.output)["prompt_cache"]}

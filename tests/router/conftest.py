@@ -28,7 +28,7 @@ class RGW:
         return next(s for s in self.app.state.gateway.stages if s.name == "router")
 
     def ledger(self):
-        store = self.app.state.gateway.ctx.shared["ledger"]
+        store = self.app.state.gateway.ledger
         store.flush()
         return store
 

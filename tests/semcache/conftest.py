@@ -32,7 +32,7 @@ class SGW:
     def rows(self) -> list[dict[str, Any]]:
         from scrimp.ledger.schema import NAMES
 
-        store = self.app.state.gateway.ctx.shared["ledger"]
+        store = self.app.state.gateway.ledger
         store.flush()
         return [dict(zip(NAMES, r, strict=True)) for r in store.query(f"SELECT {', '.join(NAMES)} FROM calls ORDER BY ts")]
 

@@ -14,7 +14,8 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import orjson
 from starlette.requests import Request
@@ -22,7 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from scrimp import pricing
-from scrimp.cache.exact import _strip_cache_control, _tenant_slug, decode, encode
+from scrimp.cache.exact import _strip_cache_control, _tenant_slug, decode, encode, fresh, reused_answer
 from scrimp.cache.semantic.batcher import BatchingEmbedder
 from scrimp.cache.semantic.cache import SemanticCache
 from scrimp.cache.semantic.model import load_model
@@ -30,9 +31,10 @@ from scrimp.cache.semantic.normalize import normalize
 from scrimp.cache.semantic.snapshots import IndexSnapshots
 from scrimp.cache.semantic.store import SemanticStore, open_store
 from scrimp.canonical import ChatRequest, ChatResponse
-from scrimp.gateway.metrics import Sample
-from scrimp.gateway.stages import GatewayContext
+from scrimp.metrics import Sample
+from scrimp.options import ConfigError, Where
 from scrimp.pipeline import Call, Next, Reply, StreamEvent
+from scrimp.stage import Stage, StageContext
 
 log = logging.getLogger("scrimp.semantic_cache")
 
@@ -61,11 +63,50 @@ def final_question(req: ChatRequest) -> str | None:
     return text or None
 
 
-class SemanticCacheStage:
+@dataclass
+class SemanticFeaturePolicy:
+    enabled: bool | None = None  # None: the stage's `enabled`
+    any_temperature: bool = False
+    ttl_s: float | None = None
+    max_false_hit: float | None = None  # this feature's own false-hit target (its own threshold)
+
+
+@dataclass
+class SemanticCacheOptions:
+    path: str = "scrimp-semantic.db"  # SQLite (default)
+    dsn: str | None = None  # PostgreSQL, shared by replicas
+    schema: str = "public"
+    max_entries: int = 100_000
+    model: str | None = None  # a directory from `scrimp cache train` (default: the shipped model)
+    runtime: Literal["onnx", "torch"] = "onnx"
+    embeddings: dict[str, Any] | None = None  # a remote endpoint: {base_url, model, api_key, dimensions}
+    threshold: float | None = None
+    max_false_hit: float | None = None
+    ttl_s: float = 86_400.0
+    enabled: bool = True
+    hnsw_from: int = 10_000
+    index_dir: str | None = None  # "" turns graph saving off
+    snapshot_every_s: float = 600.0
+    features: dict[str, SemanticFeaturePolicy] = field(default_factory=dict)
+
+    def check(self, where: Where) -> None:
+        for key in ("max_false_hit",):
+            value = getattr(self, key)
+            if value is not None and not 0 < value < 1:
+                raise where.key(key).error(f"must be between 0 and 1, got {value}")
+        for name, policy in self.features.items():
+            if policy.max_false_hit is not None and not 0 < policy.max_false_hit < 1:
+                raise where.key("features").key(name).key("max_false_hit").error(
+                    f"must be between 0 and 1, got {policy.max_false_hit}")
+
+
+class SemanticCacheStage(Stage):
     name = "semantic_cache"
+    Options = SemanticCacheOptions
     RECENT_HITS = 10_000
 
-    def __init__(self, cache: SemanticCache, *, ttl_s: float = 86_400.0, features: dict[str, Any] | None = None,
+    def __init__(self, cache: SemanticCache, *, ttl_s: float = 86_400.0,
+                 features: dict[str, SemanticFeaturePolicy] | None = None,
                  enabled: bool = True, snapshot_every_s: float = 600.0) -> None:
         self.cache = cache
         self.snapshot_every_s = snapshot_every_s
@@ -82,17 +123,21 @@ class SemanticCacheStage:
         self.lookups = {"hit": 0, "miss": 0}
         self.removed_by_feedback = 0
 
-    def _policy(self, call: Call) -> dict[str, Any]:
-        return self.features.get(call.attribution.feature or "", {})
+    @classmethod
+    def build(cls, options: SemanticCacheOptions, ctx: StageContext) -> SemanticCacheStage:
+        return from_options(options)
+
+    def _policy(self, call: Call) -> SemanticFeaturePolicy:
+        return self.features.get(call.attribution.feature or "") or _DEFAULT_POLICY
 
     def eligible(self, call: Call) -> bool:
         policy = self._policy(call)
-        if not policy.get("enabled", self.enabled):
+        if not (self.enabled if policy.enabled is None else policy.enabled):
             return False
         req = call.request
         if req.n != 1:
             return False
-        return policy.get("any_temperature", False) or not req.temperature
+        return policy.any_temperature or not req.temperature
 
     async def handle(self, call: Call, next: Next) -> Reply:
         question = final_question(call.request) if self.eligible(call) else None
@@ -110,11 +155,12 @@ class SemanticCacheStage:
             self.lookups["hit" if hit is not None else "miss"] += 1
             if hit is not None:
                 resp, cost = decode(hit.entry.response)
-                call.decisions.update(cache="semantic", cached_cost_usd=cost, semantic_entry=hit.entry.id,
+                call.decisions.update(cache="semantic", semantic_entry=hit.entry.id,
                                       semantic_similarity=round(hit.similarity, 4))
-                call.saving_stage = self.name
+                call.save(*reused_answer(self.name, cost))
                 self._remember(tenant, hit.entry.id, question)
-                return Reply(response=resp, served_model=resp.model, served_provider="cache",
+                return Reply(response=fresh(resp, call), served_model=resp.model, served_provider="cache",
+                             billed=False,
                              headers={"x-scrimp-cache-entry": str(hit.entry.id),
                                       "x-scrimp-cache-similarity": f"{hit.similarity:.4f}",
                                       "x-scrimp-cache-score": f"{hit.score:.4f}"})
@@ -122,7 +168,8 @@ class SemanticCacheStage:
         reply = await next(call)
         if "no-store" in call.cache_control:
             return reply
-        ttl = float(self._policy(call).get("ttl_s", self.ttl_s))
+        policy_ttl = self._policy(call).ttl_s
+        ttl = self.ttl_s if policy_ttl is None else policy_ttl
         store = (tenant, ns, feature, question, vector, ttl)
         if reply.stream is None:
             if reply.response is not None:
@@ -133,10 +180,10 @@ class SemanticCacheStage:
 
     def _threshold(self, call: Call) -> float | None:
         """A feature's own false-hit target maps to its own threshold (from the model's calibration curve)."""
-        target = self._policy(call).get("max_false_hit")
+        target = self._policy(call).max_false_hit
         if target is None:
             return None
-        return self.cache.model.threshold_for(float(target))
+        return self.cache.model.threshold_for(target)
 
     def _remember(self, tenant: str, entry_id: int, question: str) -> None:
         self._recent[(tenant, entry_id)] = question
@@ -179,7 +226,7 @@ class SemanticCacheStage:
 
     # -- feedback -------------------------------------------------------------------------------
     async def feedback(self, request: Request) -> JSONResponse:
-        from scrimp.gateway.attribution import tenant_of
+        from scrimp.attribution import tenant_of
 
         try:
             body = orjson.loads(await request.body())
@@ -217,7 +264,7 @@ class SemanticCacheStage:
                               "last counted them).", self.cache.size))
         return out
 
-    def http_routes(self) -> list[Route]:
+    def http_routes(self) -> list[Route]:  # type: ignore[override]
         return [Route("/v1/scrimp/cache/feedback", self.feedback, methods=["POST"])]
 
     async def start(self) -> None:
@@ -263,24 +310,24 @@ class SemanticCacheStage:
         self.cache.store.close()
 
 
-def build(section: dict[str, Any], ctx: GatewayContext) -> SemanticCacheStage:
-    from scrimp.gateway.config import ConfigError
+_DEFAULT_POLICY = SemanticFeaturePolicy()
 
+
+def from_options(options: SemanticCacheOptions) -> SemanticCacheStage:
     try:
-        model = load_model(section.get("model"), runtime=section.get("runtime", "onnx"),
-                           remote=section.get("embeddings"))
+        model = load_model(options.model, runtime=options.runtime, remote=options.embeddings)
     except ValueError as exc:
-        raise ConfigError(f"stages.semantic_cache.model: {exc}") from exc
-    if "threshold" in section:
-        model.threshold = float(section["threshold"])
-    if "max_false_hit" in section:
-        model.threshold = model.threshold_for(float(section["max_false_hit"]))
+        raise ConfigError(f"model: {exc}") from exc
+    if options.threshold is not None:
+        model.threshold = options.threshold
+    if options.max_false_hit is not None:
+        model.threshold = model.threshold_for(options.max_false_hit)
+    section = {"path": options.path, "dsn": options.dsn, "schema": options.schema,
+               "max_entries": options.max_entries, "index_dir": options.index_dir}
     store = open_store(section)
-    cache = SemanticCache(store, model, hnsw_from=int(section.get("hnsw_from", 10_000)),
-                          snapshots=snapshots_for(section, store))
-    return SemanticCacheStage(cache, ttl_s=float(section.get("ttl_s", 86_400)), features=section.get("features"),
-                              enabled=bool(section.get("enabled", True)),
-                              snapshot_every_s=float(section.get("snapshot_every_s", 600)))
+    cache = SemanticCache(store, model, hnsw_from=options.hnsw_from, snapshots=snapshots_for(section, store))
+    return SemanticCacheStage(cache, ttl_s=options.ttl_s, features=options.features, enabled=options.enabled,
+                              snapshot_every_s=options.snapshot_every_s)
 
 
 def snapshots_for(section: dict[str, Any], store: SemanticStore) -> IndexSnapshots | None:

@@ -1,7 +1,7 @@
 """`GET /metrics`: the gateway's state in the Prometheus text format (version 0.0.4), for alerting.
 
 Stages that keep something worth alerting on (the router's drift guard and shadow spend, the semantic
-cache's hits) expose `metrics() -> list[Sample]`; this module only renders them. Written by hand rather
+cache's hits) return samples from `Stage.metrics()`; this module only renders them. Written by hand rather
 than with a client library: a handful of gauges and counters, no process-global registry to collide
 when several gateways live in one process (the tests, an app embedding the in-process gateway)."""
 
@@ -56,8 +56,7 @@ def endpoint(stages: list) -> Callable[[Request], Awaitable[Response]]:
     async def metrics(request: Request) -> Response:
         samples = [Sample("scrimp_up", "gauge", "1 while the gateway serves.", 1)]
         for stage in stages:
-            if hasattr(stage, "metrics"):
-                samples.extend(stage.metrics())
+            samples.extend(stage.metrics())
         return Response(render(samples), media_type=CONTENT_TYPE)
 
     return metrics

@@ -1,0 +1,202 @@
+"""The stage contract: what a lever implements, and the services it may use.
+
+A lever is one package with one `Stage` subclass and its options dataclass. It is found by name through the
+`scrimp.stages` entry-point group (built-ins are registered there too, in pyproject.toml), so a third-party
+package adds a lever by declaring
+
+    [project.entry-points."scrimp.stages"]
+    my_lever = "my_package.stage:MyLever"
+
+and a section `- my_lever: {...}` in the gateway's `stages`. The gateway builds every stage from its checked
+options and a `StageContext`, then seals the context; services (the ledger, the upstream, the embedder) are
+read from it only after that, in `start()` or `handle()`, so the order of the config never changes what a
+stage sees. A lever never imports `scrimp.gateway`.
+
+A stage that makes a call cheaper says so with `call.save(...)`; a cost the call incurred elsewhere (a
+cascade's first attempt, a billed retry) with `call.spend(...)`. The ledger stores and sums those records
+and knows no lever by name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from scrimp.models import ModelSpec
+from scrimp.options import ConfigError, Where, parse_options
+from scrimp.pipeline import Call, Next, Reply
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+    from scrimp.metrics import Sample
+
+ENTRY_POINT_GROUP = "scrimp.stages"
+
+
+@dataclass
+class NoOptions:
+    """A stage that takes no options."""
+
+
+class Upstream(Protocol):
+    """The provider call the pipeline ends in; stages that make calls of their own (a shadow evaluation, a
+    judge, a summary) go through it too, so retries, fallbacks and keys apply."""
+
+    async def __call__(self, call: Call) -> Reply: ...
+
+
+class LedgerWriter(Protocol):
+    """The part of the ledger store a stage may use: queue a row for one of the ledger's tables."""
+
+    def write(self, row: dict[str, Any], table: str = "calls") -> None: ...
+
+
+class ServicesNotReady(RuntimeError):
+    pass
+
+
+class StageContext:
+    """Shared services, typed. Stages keep the context and read services after `seal()` (from `start()` on)."""
+
+    def __init__(self, models: Mapping[str, ModelSpec], upstream: Upstream,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.models = models
+        self.upstream = upstream
+        self.clock = clock
+        self._ledger: Any = None
+        self._sealed = False
+
+    # -- provided by stages while they are built ------------------------------------------------------
+    def provide_ledger(self, store: Any) -> None:
+        if self._sealed:
+            raise ServicesNotReady("services are provided while stages are built, not after")
+        self._ledger = store
+
+    def seal(self) -> None:
+        self._sealed = True
+
+    def _ready(self, what: str) -> None:
+        if not self._sealed:
+            raise ServicesNotReady(f"the {what} is resolved once every stage is built: read it in start() or "
+                                   "handle(), not while the stage is built")
+
+    @property
+    def ledger(self) -> Any:
+        """The ledger store (`write`, `query`, `flush`), or None when no ledger stage is configured."""
+        self._ready("ledger")
+        return self._ledger
+
+    # -- always there ------------------------------------------------------------------------------------
+    def provider_of(self, model: str) -> str | None:
+        spec = self.models.get(model)
+        return spec.provider if spec is not None else None
+
+    def embedder(self, *, int8: bool = True) -> Any:
+        """The local sentence embedder (MiniLM, ONNX), one per process, shared by every stage that embeds."""
+        from scrimp.router.features import _onnx_embedder
+
+        return _onnx_embedder(None, int8)
+
+
+class Stage:
+    """Base of every lever. Subclasses set `name` and `Options`, implement `handle`, and may override the
+    optional hooks, which default to nothing."""
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+
+    @classmethod
+    def build(cls, options: Any, ctx: StageContext) -> Stage:
+        """Make the stage from its checked options. Raise ConfigError for what the types cannot check."""
+        return cls()
+
+    async def handle(self, call: Call, next: Next) -> Reply:
+        return await next(call)
+
+    async def start(self) -> None:
+        """Called once before the first request (open stores, load models)."""
+
+    async def close(self) -> None:
+        """Called once on graceful shutdown, in reverse order (flush, save)."""
+
+    def http_routes(self) -> list[BaseRoute]:
+        """HTTP routes this stage serves (mounted by the gateway)."""
+        return []
+
+    def metrics(self) -> list[Sample]:
+        """Samples for GET /metrics."""
+        return []
+
+
+# -- the registry ---------------------------------------------------------------------------------------------
+_registry: dict[str, type[Stage]] | None = None
+
+
+def registry(*, reload: bool = False) -> dict[str, type[Stage]]:
+    """Stage name -> class, from every installed package's `scrimp.stages` entry points."""
+    global _registry
+    if _registry is None or reload:
+        found: dict[str, type[Stage]] = {}
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            found.setdefault(ep.name, ep)  # type: ignore[arg-type]  # loaded on first use
+        _registry = found  # type: ignore[assignment]
+    return _registry  # type: ignore[return-value]
+
+
+def stage_class(name: str, where: Where | None = None) -> type[Stage]:
+    where = where or Where()
+    known = registry()
+    if name not in known:
+        known = registry(reload=True)  # a plugin installed since the last look
+    if name not in known:
+        raise where.error(f"unknown stage {name!r} (known: {', '.join(sorted(known))})")
+    entry = known[name]
+    if not isinstance(entry, type):
+        try:
+            entry = entry.load()  # type: ignore[attr-defined]
+        except (ImportError, AttributeError) as exc:
+            raise where.error(f"stage {name!r} cannot be loaded: {exc}") from exc
+        if not (isinstance(entry, type) and issubclass(entry, Stage)):
+            raise where.error(f"stage {name!r} is registered as {entry!r}, which is not a scrimp Stage")
+        known[name] = entry
+    return entry
+
+
+def check_section(name: str, section: dict[str, Any], where: Where) -> Any:
+    """The section's options, checked against what the stage declares."""
+    cls = stage_class(name, where)
+    return parse_options(cls.Options, section, where)
+
+
+def build_stage(name: str, section: dict[str, Any], ctx: StageContext, where: Where | None = None) -> Stage:
+    where = where or Where(path=f"stages.{name}")
+    cls = stage_class(name, where)
+    options = parse_options(cls.Options, section, where)
+    try:
+        return cls.build(options, ctx)
+    except ConfigError as exc:
+        message = str(exc)
+        if where.source != "config" and message.startswith(where.source):
+            raise
+        # "stages.router.routes.x.cheap: unknown model" -> that key's own line
+        if message.startswith(where.path + "."):
+            rel, _, rest = message[len(where.path) + 1:].partition(": ")
+            sub = where
+            for part in rel.split("."):
+                sub = sub.key(part)
+            raise sub.error(rest) from exc
+        raise where.error(message) from exc
+
+
+def register(name: str, cls: type[Stage]) -> None:
+    """Register a stage class in this process (an application embedding scrimp; entry points are the
+    way for packages)."""
+    registry()[name] = cls
+
+
+__all__ = ["ENTRY_POINT_GROUP", "ConfigError", "LedgerWriter", "NoOptions", "ServicesNotReady", "Stage",
+           "StageContext", "Upstream", "build_stage", "check_section", "register", "registry", "stage_class"]
