@@ -47,6 +47,13 @@ def _model(model_dir: str | None, section: dict[str, Any], runtime: str | None =
     return model
 
 
+def _warn_unsupported(message: str) -> None:
+    """--force: the model is written, and nobody reading the output should miss why it should not have been."""
+    bar = "!" * 78
+    click.secho(f"{bar}\nWARNING: {message}.\nWritten anyway (--force): the threshold does NOT keep false hits "
+                f"under the target with the stated confidence.\n{bar}", err=True, fg="red", bold=True)
+
+
 def _pairs(path: str):
     from scrimp.cache.semantic.pairs import PairsError, read_pairs
 
@@ -107,11 +114,16 @@ def eval(pairs_path: str, config: str | None, model_dir: str | None, max_false_h
               help="Confidence that the false-hit rate holds on unseen pairs (upper bound).")
 @click.option("--model", "model_dir", type=click.Path(), help="Model to calibrate (default: the shipped one).")
 @click.option("--out", type=click.Path(), help="Write the calibrated model here (default: in place).")
+@click.option("--force", is_flag=True,
+              help="Write the model even when the pairs cannot support the target (the false-hit bound is above it).")
 def calibrate(pairs_path: str, max_false_hit: float, confidence: float, model_dir: str | None,
-              out: str | None) -> None:
-    """Pick the threshold that keeps false hits at or under the target."""
+              out: str | None, force: bool) -> None:
+    """Pick the threshold that keeps false hits at or under the target.
+
+    Refuses (exit 1, nothing written) when the upper confidence bound on the false-hit rate at the chosen
+    threshold is above the target, unless --force."""
     from scrimp.cache.semantic.model import DEFAULT_MODEL_DIR
-    from scrimp.cache.semantic.training import calibrate_model
+    from scrimp.cache.semantic.training import calibrate_model, data_provenance
 
     if not 0 < max_false_hit < 1:
         _fail("--max-false-hit must be between 0 and 1")
@@ -119,10 +131,18 @@ def calibrate(pairs_path: str, max_false_hit: float, confidence: float, model_di
     if not out and (not model_dir or Path(model_dir).resolve() == DEFAULT_MODEL_DIR.resolve()):
         _fail("give --out DIR: the shipped model is not overwritten")
     model = _model(model_dir, {})
+    pairs = _pairs(pairs_path)
     try:
-        result = calibrate_model(model, _pairs(pairs_path), max_false_hit, confidence, progress=sys.stderr.isatty())
+        result = calibrate_model(model, pairs, max_false_hit, confidence, progress=sys.stderr.isatty(),
+                                 source=data_provenance(pairs_path, len(pairs)))
     except ValueError as exc:
         _fail(str(exc))
+    if not result.supported:
+        if not force:
+            _fail(f"{result.shortfall()}. Nothing written. Give more labelled pairs, a higher --max-false-hit or "
+                  "a lower --confidence; --force writes the model anyway.")
+        _warn_unsupported(result.shortfall())
+        model.info["calibration"]["forced"] = True
     if out and model_dir and Path(model_dir).resolve() != Path(out).resolve():
         import shutil
 
@@ -149,15 +169,22 @@ def calibrate(pairs_path: str, max_false_hit: float, confidence: float, model_di
 @click.option("--feedback", "feedback_config", type=click.Path(),
               help="Also learn from client feedback stored by the gateway with this config.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Write the model even when the calibration part cannot support the "
+              "target (the false-hit bound is above it).")
 def train(pairs_path: str, out: str, max_false_hit: float, calibration_share: float, adapt_embedder: bool,
-          feedback_config: str | None, seed: int) -> None:
-    """Train the verifier (and adapt the embedder) on labelled pairs, then calibrate."""
+          feedback_config: str | None, seed: int, force: bool) -> None:
+    """Train the verifier (and adapt the embedder) on labelled pairs, then calibrate.
+
+    Refuses (exit 1, nothing written) when the upper confidence bound on the false-hit rate at the chosen
+    threshold is above the target, unless --force."""
     import numpy as np
 
     from scrimp.cache.semantic.pairs import Pairs
+    from scrimp.cache.semantic.training import CalibrationUnsupported, data_provenance
     from scrimp.cache.semantic.training import train as run_train
 
     pairs = _pairs(pairs_path)
+    source = data_provenance(pairs_path, len(pairs))
     if feedback_config:
         from scrimp.cache.semantic.store import open_store
 
@@ -166,11 +193,17 @@ def train(pairs_path: str, out: str, max_false_hit: float, calibration_share: fl
             pairs = pairs + Pairs([r["text_a"] for r in rows], [r["text_b"] for r in rows],
                                   np.asarray([r["label"] for r in rows]))
             click.echo(f"+ {len(rows)} feedback pairs")
+        source["feedback"] = {"config": str(Path(feedback_config).resolve()), "pairs": len(rows)}
     try:
         _, result = run_train(pairs, out, max_false_hit=max_false_hit, calibration_share=calibration_share,
-                              adapt_embedder=adapt_embedder, seed=seed)
+                              adapt_embedder=adapt_embedder, seed=seed, force=force, source=source)
+    except CalibrationUnsupported as exc:
+        _fail(f"{exc} (in the calibration part: --calibration-share {calibration_share} of the pairs). Nothing "
+              "written. Give more labelled pairs or a higher --max-false-hit; --force writes the model anyway.")
     except ValueError as exc:
         _fail(str(exc))
+    if not result.supported:
+        _warn_unsupported(result.shortfall())
     click.echo(f"calibrated on {result.pairs} held-out pairs: threshold {result.threshold:.4f}, "
                f"false hits {result.false_hit_rate:.2%} (<= {result.false_hit_upper:.2%}), "
                f"hit rate {result.hit_rate:.1%}")

@@ -181,8 +181,9 @@ def test_cli_eval_calibrate_and_bad_input(tmp_path):
     result = json.loads(out.output)
     assert result["pairs"] == 12 and result["false_hit_rate"] == 0.0 and result["hit_rate"] >= 0.5
 
+    # 6 non-duplicates cannot back 20% (tests/semcache/test_calibration_cli.py): --force writes it anyway
     out = runner.invoke(main, ["cache", "calibrate", "--pairs", pairs, "--max-false-hit", "0.2",
-                               "--out", str(tmp_path / "mine")])
+                               "--out", str(tmp_path / "mine"), "--force"])
     assert out.exit_code == 0, out.output
     assert "threshold" in out.output and (tmp_path / "mine" / "semantic.json").exists()
     spec = json.loads((tmp_path / "mine" / "semantic.json").read_text())

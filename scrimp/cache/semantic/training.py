@@ -2,15 +2,22 @@
 
 train: split the pairs by question groups into a training part and a calibration part; optionally adapt
 the embedder's top layers on the training part (adapt.py); fit the verifier on the training part; then
-calibrate the threshold on the calibration part, which neither step has seen."""
+calibrate the threshold on the calibration part, which neither step has seen.
+
+A model whose calibration part cannot support the target (calibrate.py: the false-hit bound at the chosen
+threshold is above it) is not written unless `force`. The model records the data it was made from
+(`data_provenance`: the file's path, pair count, sha256 and the date)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +29,26 @@ from scrimp.cache.semantic.pairs import Pairs, group_split
 from scrimp.cache.semantic.verifier import TreeVerifier
 
 CURVE_TARGETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
+
+
+class CalibrationUnsupported(ValueError):
+    """The pairs cannot support the false-hit target (see `Calibration.supported`); `force` to write anyway."""
+
+    def __init__(self, result: Calibration) -> None:
+        super().__init__(result.shortfall())
+        self.result = result
+
+
+def data_provenance(path: str | Path, pairs: int) -> dict[str, Any]:
+    """What a model records about the pairs file it was made from: absolute path, number of pairs read,
+    sha256 of the file's bytes, and the date (UTC) the model was made from it."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"path": str(path.resolve()), "pairs": int(pairs), "sha256": digest.hexdigest(),
+            "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 def embed_pairs(model: SemanticModel, pairs: Pairs, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -39,16 +66,21 @@ def pair_scores(model: SemanticModel, pairs: Pairs, progress: bool = True) -> tu
 
 
 def calibrate_model(model: SemanticModel, pairs: Pairs, max_false_hit: float, confidence: float = 0.95,
-                    progress: bool = True) -> Calibration:
-    """Set the model's threshold (and its curve for other targets) from labelled pairs."""
+                    progress: bool = True, source: dict[str, Any] | None = None) -> Calibration:
+    """Set the model's threshold (and its curve for other targets) from labelled pairs. The curve keeps only
+    the targets these pairs support (a feature asking for another is refused by `threshold_for`); the
+    caller checks `result.supported` for the target itself. `source` (data_provenance) is recorded."""
     cos, score = pair_scores(model, pairs, progress)
     # a pair below the cosine floor is never a hit, whatever its score
     score = np.where(cos >= model.floor, score, -np.inf)
     result = calibrate(score, pairs.labels, max_false_hit, confidence)
-    curve = {str(t): calibrate(score, pairs.labels, t, confidence).threshold for t in CURVE_TARGETS}
+    others = {t: calibrate(score, pairs.labels, t, confidence) for t in CURVE_TARGETS}
+    curve = {str(t): c.threshold for t, c in others.items() if c.supported}
     curve[str(max_false_hit)] = result.threshold
     model.threshold = result.threshold
     model.info["calibration"] = result.to_dict()
+    if source is not None:
+        model.info["calibration"]["data"] = source
     model.info["calibration_curve"] = dict(sorted(curve.items(), key=lambda kv: float(kv[0])))
     return result
 
@@ -67,7 +99,10 @@ def _save_delta(adapted_dir: Path, out: Path, layers: int) -> None:
 
 def train(pairs: Pairs, out_dir: str | Path, *, max_false_hit: float = 0.01, calibration_share: float = 0.3,
           adapt_embedder: bool = False, adapt_layers: int = 2, adapt_epochs: int = 1, confidence: float = 0.95,
-          runtime: str = "onnx", int8: bool = False, seed: int = 0, progress: bool = True) -> tuple[SemanticModel, Calibration]:
+          runtime: str = "onnx", int8: bool = False, seed: int = 0, progress: bool = True, force: bool = False,
+          source: dict[str, Any] | None = None) -> tuple[SemanticModel, Calibration]:
+    """Raises CalibrationUnsupported (nothing written) when the calibration part cannot support
+    `max_false_hit`, unless `force`; `source` (data_provenance) is recorded in the model."""
     fit_mask, cal_mask = group_split(pairs, (1 - calibration_share, calibration_share), seed)
     fit, cal = pairs.subset(fit_mask), pairs.subset(cal_mask)
     if len(set(fit.labels.tolist())) < 2 or len(set(cal.labels.tolist())) < 2:
@@ -92,9 +127,15 @@ def train(pairs: Pairs, out_dir: str | Path, *, max_false_hit: float = 0.01, cal
         X = features([normalize(t) for t in fit.text_a], [normalize(t) for t in fit.text_b], u, v, interactions=False)
         keep = np.einsum("ij,ij->i", u, v) >= model.floor  # the verifier only ever sees candidates
         model.verifier = TreeVerifier.fit(X[keep], fit.labels[keep], interactions=False, seed=seed, progress=progress)
-        result = calibrate_model(model, cal, max_false_hit, confidence, progress)
+        result = calibrate_model(model, cal, max_false_hit, confidence, progress, source=source)
+        if not result.supported:
+            if not force:
+                raise CalibrationUnsupported(result)
+            model.info["calibration"]["forced"] = True
         model.info["trained_on"] = {"pairs": len(pairs), "fit_pairs": len(fit), "calibration_pairs": len(cal),
                                     "adapted_embedder": adapt_embedder, "seed": seed}
+        if source is not None:
+            model.info["trained_on"]["data"] = source
         model.save(staging)
         if out_dir.exists():
             shutil.rmtree(out_dir)
