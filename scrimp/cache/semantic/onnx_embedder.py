@@ -6,8 +6,10 @@ embeddings match the PyTorch ones to ~1e-6 (tests check it)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,32 @@ LOOKUP_THREADS = min(2, os.cpu_count() or 1)  # one short question: 6.5 ms on on
 
 
 def export(model_dir: str | Path, out_path: str | Path, int8: bool = False) -> Path:
-    """Write `model.onnx` for the transformer of a sentence-transformers directory (base or fine-tuned)."""
+    """Write `model.onnx` for the transformer of a sentence-transformers directory (base or fine-tuned).
+    Says so in one line on stderr; the exporters' own warnings (deprecations, tracer notes) are not the
+    user's business and are silenced."""
+    import sys
+
+    print(f"scrimp: preparing the local embedding model (a one-time {'int8 ' if int8 else ''}ONNX export to "
+          f"{out_path})", file=sys.stderr, flush=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from transformers.utils import logging as hf_logging
+
+        verbosity, root = hf_logging.get_verbosity(), logging.getLogger()
+        level, bars = root.level, hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        root.setLevel(logging.ERROR)  # onnxruntime's quantizer advises pre-processing through the root logger
+        try:
+            return _export(model_dir, out_path, int8)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            root.setLevel(level)
+            if bars:
+                hf_logging.enable_progress_bar()
+
+
+def _export(model_dir: str | Path, out_path: str | Path, int8: bool) -> Path:
     import torch
     from transformers import AutoModel
 

@@ -1,0 +1,202 @@
+"""The stage contract: a lever is one module plus its config section; savings are declared by the lever that
+made them; sections are checked; requests are never shared mutably; config order does not matter."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import openai
+import pytest
+from click.testing import CliRunner
+
+from scrimp.canonical import ChatRequest, ChatResponse, Usage
+from scrimp.cli import main
+from scrimp.gateway.app import create_app
+from scrimp.gateway.config import ConfigError, load, simulated
+from scrimp.pipeline import Call, Pipeline, Reply
+from scrimp.promptcache.stage import PromptCacheOptions, PromptCacheStage
+from scrimp.router.stage import RouterOptions, RouterStage
+from scrimp.sim.testing import run_simulator, serve_app
+from scrimp.stage import ServicesNotReady, Stage, StageContext, registry
+
+PLUGIN_DIR = Path(__file__).parent / "plugin_example"
+
+
+@pytest.fixture
+def greeter_installed(tmp_path, monkeypatch):
+    """Install the test-only lever as a package would: a dist-info with a `scrimp.stages` entry point."""
+    site = tmp_path / "site"
+    dist = site / "scrimp_greeter-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: scrimp-greeter\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[scrimp.stages]\ngreeter = scrimp_greeter:GreeterStage\n")
+    monkeypatch.syspath_prepend(str(PLUGIN_DIR))
+    monkeypatch.syspath_prepend(str(site))
+    registry(reload=True)
+    yield
+    monkeypatch.undo()
+    sys.modules.pop("scrimp_greeter", None)
+    registry(reload=True)
+
+
+def test_a_lever_from_an_entry_point_shows_its_saving_in_usage_by_lever(greeter_installed, tmp_path):
+    assert "greeter" in registry()
+    ledger = tmp_path / "ledger.db"
+    config = tmp_path / "scrimp.yaml"
+    config.write_text(f"""
+models: []
+stages:
+  - ledger: {{path: {ledger}}}
+  - greeter: {{usd_per_call: 0.0125}}
+""")
+    stages = load(config, models_required=False)
+    with run_simulator() as (sim_url, _sim):
+        cfg = simulated(sim_url)
+        cfg.stages, cfg.stage_wheres = stages.stages, stages.stage_wheres
+        app = create_app(cfg)
+        with serve_app(app) as url:
+            client = openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=0)
+            for text in ["hi", "Hello", "what is 2 plus 2?"]:
+                r = client.chat.completions.with_raw_response.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": text}])
+                assert r.status_code == 200
+            assert r.parse().choices[0].message.content != "Hello! How can I help?"  # the third went upstream
+            app.state.gateway.ledger.flush()
+    out = CliRunner().invoke(main, ["usage", "--by", "lever", "--db", str(ledger), "--json"])
+    assert out.exit_code == 0, out.output
+    rows = {r["lever"]: r for r in json.loads(out.output)["rows"]}
+    assert rows["greeter"]["calls"] == 2
+    assert rows["greeter"]["saved_usd"] == pytest.approx(2 * 0.0125)
+    table = CliRunner().invoke(main, ["usage", "--by", "lever", "--db", str(ledger)])
+    assert "greeter" in table.output and "0.025000" in table.output
+    # the calls' own rows agree: cost 0, baseline the declared saving
+    by_feature = json.loads(CliRunner().invoke(main, ["usage", "--db", str(ledger), "--json"]).output)
+    assert by_feature["totals"]["calls"] == 3
+    assert by_feature["totals"]["saved_usd"] == pytest.approx(0.025)
+
+
+def test_unknown_misspelt_and_mistyped_keys_are_refused_with_file_line_and_accepted_keys(tmp_path):
+    def refused(text: str) -> str:
+        path = tmp_path / "scrimp.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            load(path, models_required=False)
+        return str(info.value)
+
+    msg = refused("stages:\n  - ledger: {path: x.db}\n  - exact_cache:\n      backnd: redis\n")
+    assert msg.startswith(f"{tmp_path / 'scrimp.yaml'}, line 4: stages.exact_cache.backnd: unknown key")
+    assert "accepted: backend, path, url" in msg and "did you mean 'backend'" in msg
+    msg = refused("stages:\n  - name: exact_cache\n    ttl_s: abc\n")
+    assert "line 3: stages.exact_cache.ttl_s: expected a number, got 'abc'" in msg
+    msg = refused("stages:\n  - semantic_cache:\n      features:\n        support:\n          max_false_hits: 0.01\n")
+    assert "line 5: stages.semantic_cache.features.support.max_false_hits: unknown key" in msg
+    assert "max_false_hit" in msg
+    msg = refused("stages:\n  - exact_cache: {backend: memcached}\n")
+    assert "stages.exact_cache.backend: expected one of 'sqlite', 'redis', got 'memcached'" in msg
+    msg = refused("stages:\n  - teleport\n")
+    assert "line 2: stages[0]: unknown stage 'teleport'" in msg and "exact_cache" in msg
+
+
+def test_a_route_naming_an_unknown_model_is_a_config_refused_line_not_a_traceback(tmp_path):
+    path = tmp_path / "scrimp.yaml"
+    path.write_text("""models:
+  - {name: gpt-4o-mini, provider: openai, base_url: http://127.0.0.1:9/v1}
+stages:
+  - router:
+      routes:
+        default: {policy: fixed, model: gpt-9}
+""")
+    out = CliRunner().invoke(main, ["serve", "--config", str(path)])
+    assert out.exit_code == 1
+    assert "config refused:" in out.output and "line 6" in out.output and "unknown model 'gpt-9'" in out.output
+    assert "Traceback" not in out.output and "scrimp gateway on" not in out.output
+
+
+def test_services_are_read_after_every_stage_is_built():
+    ctx = StageContext({}, upstream=None)  # type: ignore[arg-type]
+    with pytest.raises(ServicesNotReady):
+        _ = ctx.ledger
+    ctx.seal()
+    assert ctx.ledger is None  # no ledger stage configured: a stage sees None, not an error
+
+
+def test_a_router_listed_before_the_ledger_still_keeps_its_shadow_rows(tmp_path):
+    stages = [{"name": "router", "routes": {"default": {
+                  "policy": "fixed", "model": "gpt-4o-mini", "cheap": "gpt-4o-mini", "strong": "gpt-4o",
+                  "shadow": {"share": 1.0, "scorer": "exact", "max_usd_per_day": 5}}}},
+              {"name": "ledger", "path": str(tmp_path / "l.db")}]
+    with run_simulator() as (sim_url, _sim):
+        app = create_app(simulated(sim_url, stages=stages))
+        with serve_app(app) as url:
+            client = openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=0)
+            client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "What is 3+4?"}])
+            router = next(s for s in app.state.gateway.stages if s.name == "router")
+            import asyncio
+
+            asyncio.run(_wait(router))
+            store = app.state.gateway.ledger
+            store.flush()
+            assert len(store.query("SELECT score FROM shadow")) == 1
+            (lever, usd), = store.query("SELECT lever, usd FROM savings WHERE kind = 'cost'")
+            assert lever == "router" and usd > 0  # the shadow call's spend, charged to the router
+
+
+async def _wait(router) -> None:
+    import asyncio
+
+    for _ in range(400):
+        if all(r.shadow is None or not r.shadow.in_flight for r in router.routes.values()):
+            return
+        await asyncio.sleep(0.025)
+
+
+class _Recorder:
+    """A terminal that answers the cheap model with an empty answer (so the cascade escalates) and keeps
+    every request it was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, ChatRequest]] = []
+
+    async def __call__(self, call: Call) -> Reply:
+        self.sent.append((call.target_model, call.request))
+        text = "" if call.target_model == "claude-haiku-4-5" else "a full answer"
+        return Reply(response=ChatResponse(id="x", model=call.target_model, content=[{"type": "text", "text": text}],
+                                           usage=Usage(input=2000, output=5)),
+                     served_model=call.target_model, served_provider="anthropic")
+
+
+def _markers(req: ChatRequest) -> int:
+    blocks = req.system + req.tools + [b for m in req.messages for b in m["content"]]
+    return sum("cache_control" in b for b in blocks)
+
+
+async def test_a_cascade_attempt_never_leaks_its_prompt_cache_breakpoints_into_the_escalated_request():
+    from scrimp.models import ModelSpec
+
+    models = {n: ModelSpec(n, "anthropic", "http://x") for n in ("claude-haiku-4-5", "claude-sonnet-4-6")}
+    terminal = _Recorder()
+    ctx = StageContext(models, terminal)
+    router = RouterStage.build(RouterOptions(routes={"default": {
+        "policy": "cascade", "cheap": "claude-haiku-4-5", "strong": "claude-sonnet-4-6", "checks": ["nonempty"]}}),
+        ctx)
+    planner = PromptCacheStage.build(PromptCacheOptions(), ctx)
+    ctx.seal()
+    system = [{"type": "text", "text": "You are a careful assistant. " * 1500}]
+    request = ChatRequest(model="claude-sonnet-4-6", system=system,
+                          messages=[{"role": "user", "content": [{"type": "text", "text": "Summarise it."}]}])
+    call = Call(request)
+    reply = await Pipeline([router, planner], terminal)(call)
+    assert reply.response.text() == "a full answer"
+    (cheap_model, cheap_req), (strong_model, strong_req) = terminal.sent
+    assert (cheap_model, strong_model) == ("claude-haiku-4-5", "claude-sonnet-4-6")
+    assert _markers(request) == 0  # the client's request object is untouched
+    assert _markers(cheap_req) >= 1 and _markers(strong_req) >= 1
+    assert call.decisions["prompt_cache"] == "planned"  # the strong attempt saw no breakpoints of the cheap one
+    assert [c.lever for c in call.costs] == ["router"]  # the rejected attempt is charged to the router
+
+
+def test_the_base_stage_has_every_optional_hook():
+    stage = Stage()
+    assert stage.http_routes() == [] and stage.metrics() == []
