@@ -231,10 +231,14 @@ class SemanticCacheStage(Stage):
         try:
             body = orjson.loads(await request.body())
             entry_id = int(body["entry_id"])
-            correct = bool(body.get("correct", False))
+            correct = body["correct"]  # required: a missing verdict must not delete an entry
+            if not isinstance(correct, bool):
+                raise TypeError("'correct' is not a boolean")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return JSONResponse({"error": {"message": "body must be JSON with an integer 'entry_id' and a boolean "
-                                                      "'correct'", "type": "invalid_request_error"}}, status_code=400)
+                                                      "'correct' (true: the cached answer was right; false: it was "
+                                                      "wrong, the entry is removed)",
+                                           "type": "invalid_request_error"}}, status_code=400)
         tenant = tenant_of(request.headers)
         asked = body.get("question") or self._recent.get((tenant, entry_id))
         if correct:

@@ -1,0 +1,35 @@
+"""The feedback endpoint never guesses a verdict: a body without a boolean `correct` is a 400 and the entry stays."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+
+def ask(gw, text: str):
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0)
+    return c.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": text}], temperature=0, max_tokens=40,
+        extra_headers={"x-scrimp-tenant": "acme"})
+
+
+@pytest.mark.parametrize("body", [{}, {"correct": None}, {"correct": "false"}, {"correct": 0}],
+                         ids=["missing", "null", "string", "number"])
+def test_feedback_without_a_boolean_verdict_is_a_400_and_keeps_the_entry(make_gateway, body):
+    gw = make_gateway("sqlite")
+    ask(gw, "How can I reset my password?")
+    gw.wait_stored(1)
+    entry = int(ask(gw, "How do I reset my password?").headers["x-scrimp-cache-entry"])
+
+    r = httpx.post(gw.url + "/v1/scrimp/cache/feedback", json={"entry_id": entry, **body},
+                   headers={"x-scrimp-tenant": "acme"})
+    assert r.status_code == 400
+    assert r.json()["error"]["type"] == "invalid_request_error" and "'correct'" in r.json()["error"]["message"]
+    assert gw.entries() == 1 and gw.stage.cache.store.feedback() == []
+    assert ask(gw, "How do I reset my password?").headers["x-scrimp-cache"] == "semantic"  # still served
+
+    r = httpx.post(gw.url + "/v1/scrimp/cache/feedback", json={"entry_id": entry, "correct": True},
+                   headers={"x-scrimp-tenant": "acme"})
+    assert r.status_code == 200 and r.json() == {"entry_id": entry, "removed": False}
+    assert gw.entries() == 1 and [f["label"] for f in gw.stage.cache.store.feedback()] == [1]
