@@ -6,8 +6,21 @@ import anthropic
 import openai
 import pytest
 
-from scrimp import pricing
-from scrimp.canonical import Usage
+# USD per million tokens, as the providers publish them (openai.com/api/pricing, anthropic.com/pricing):
+# input, output, cache read, 5-minute cache write, 1-hour cache write. Written here by hand, so the ledger's
+# prices are checked against the price lists, not against the code that computes them.
+PER_MTOK = {
+    "gpt-4o-mini": (0.15, 0.60, 0.075, 0.15, 0.15),  # OpenAI: no write premium
+    "gpt-4o": (2.50, 10.00, 1.25, 2.50, 2.50),
+    "claude-sonnet-4-6": (3.00, 15.00, 0.30, 3.75, 6.00),
+    "claude-haiku-4-5": (1.00, 5.00, 0.10, 1.25, 2.00),
+}
+
+
+def by_hand(model, input=0, output=0, cache_read=0, write_5m=0, write_1h=0):
+    i, o, r, w5, w1 = PER_MTOK[model]
+    return (input * i + output * o + cache_read * r + write_5m * w5 + write_1h * w1) / 1e6
+
 
 LONG = " ".join(f"section{i % 60} text" for i in range(1200))  # ~2400 tokens
 
@@ -26,7 +39,7 @@ def test_plain_openai_call_row_matches_usage_and_price(gw):
         extra_headers={"x-scrimp-feature": "greeting", "x-scrimp-user": "u1", "x-scrimp-tenant": "acme"})
     r = raw.parse()
     (row,) = gw.rows()
-    expected = pricing.cost("gpt-4o-mini", "openai", Usage(input=r.usage.prompt_tokens, output=r.usage.completion_tokens))
+    expected = by_hand("gpt-4o-mini", input=r.usage.prompt_tokens, output=r.usage.completion_tokens)
     assert row["tenant"] == "acme" and row["feature"] == "greeting" and row["user_id"] == "u1"
     assert row["requested_model"] == row["served_model"] == "gpt-4o-mini" and row["provider"] == "openai"
     assert row["input_tokens"] == r.usage.prompt_tokens and row["output_tokens"] == r.usage.completion_tokens
@@ -47,11 +60,10 @@ def test_openai_cached_prefix_is_part_of_prompt_tokens(gw):
     cached = second.usage.prompt_tokens_details.cached_tokens
     assert cached > 1024
     assert row["cache_read_tokens"] == cached and row["input_tokens"] == second.usage.prompt_tokens - cached
-    expected = pricing.cost("gpt-4o", "openai", Usage(input=second.usage.prompt_tokens - cached, cache_read=cached,
-                                                      output=second.usage.completion_tokens))
+    expected = by_hand("gpt-4o", input=second.usage.prompt_tokens - cached, cache_read=cached,
+                       output=second.usage.completion_tokens)
     assert row["cost_usd"] == pytest.approx(expected)
-    assert row["cost_usd"] < pricing.cost("gpt-4o", "openai", Usage(input=second.usage.prompt_tokens,
-                                                                    output=second.usage.completion_tokens))
+    assert row["cost_usd"] < by_hand("gpt-4o", input=second.usage.prompt_tokens, output=second.usage.completion_tokens)
 
 
 @pytest.mark.parametrize("ttl", ["5m", "1h"])
@@ -69,11 +81,10 @@ def test_anthropic_cache_writes_and_reads_are_on_top_of_input(gw, ttl):
     assert w[f"cache_write_{ttl}_tokens"] == written
     assert w["cache_write_5m_tokens" if ttl == "1h" else "cache_write_1h_tokens"] == 0
     assert r["cache_read_tokens"] == written and r["input_tokens"] == second.usage.input_tokens
-    usage_w = Usage(input=first.usage.input_tokens, output=first.usage.output_tokens,
-                    **{f"cache_write_{ttl}": written})
-    assert w["cost_usd"] == pytest.approx(pricing.cost("claude-sonnet-4-6", "anthropic", usage_w))
-    usage_r = Usage(input=second.usage.input_tokens, output=second.usage.output_tokens, cache_read=written)
-    assert r["cost_usd"] == pytest.approx(pricing.cost("claude-sonnet-4-6", "anthropic", usage_r))
+    assert w["cost_usd"] == pytest.approx(by_hand("claude-sonnet-4-6", input=first.usage.input_tokens,
+                                                  output=first.usage.output_tokens, **{f"write_{ttl}": written}))
+    assert r["cost_usd"] == pytest.approx(by_hand("claude-sonnet-4-6", input=second.usage.input_tokens,
+                                                  output=second.usage.output_tokens, cache_read=written))
 
 
 def test_stream_without_include_usage_is_still_priced_from_real_usage(gw):
@@ -104,5 +115,20 @@ def test_anthropic_stream_is_recorded(gw):
         final = s.get_final_message()
     (row,) = gw.rows()
     assert row["output_tokens"] == final.usage.output_tokens and row["input_tokens"] == final.usage.input_tokens
-    assert row["cost_usd"] == pytest.approx(pricing.cost("claude-haiku-4-5", "anthropic", Usage(
-        input=final.usage.input_tokens, output=final.usage.output_tokens)))
+    assert row["cost_usd"] == pytest.approx(by_hand("claude-haiku-4-5", input=final.usage.input_tokens,
+                                                    output=final.usage.output_tokens))
+
+
+def test_exact_cache_hit_costs_nothing_and_saves_the_original_price(gw):
+    c = oa(gw)
+    ask = {"model": "gpt-4o", "temperature": 0, "max_tokens": 30, "messages": [{"role": "user", "content": "Name a colour."}]}
+    first = c.chat.completions.create(**ask)
+    hit = c.chat.completions.with_raw_response.create(**ask)
+    original = by_hand("gpt-4o", input=first.usage.prompt_tokens, output=first.usage.completion_tokens)
+    _, row = gw.rows()
+    assert row["cache"] == "exact" and row["cost_usd"] == 0
+    assert row["baseline_usd"] == pytest.approx(original) and row["saved_usd"] == pytest.approx(original)
+    assert float(hit.headers["x-scrimp-saved-usd"]) == pytest.approx(original, abs=1e-8)
+    store = gw.gateway.ledger
+    (lever, kind, usd), = store.query("SELECT lever, kind, usd FROM savings")
+    assert (lever, kind) == ("exact_cache", "saving") and usd == pytest.approx(original)

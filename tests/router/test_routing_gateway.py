@@ -8,6 +8,7 @@ import time
 import anthropic
 import httpx
 import openai
+import pytest
 from click.testing import CliRunner
 from router_helpers import EASY, HARD, write_labelled
 
@@ -31,7 +32,10 @@ def test_fixed_policy_moves_the_call_and_the_ledger_prices_the_saving(make_gatew
     (requested, served, cost, baseline, stage), = gw.rows("calls", "requested_model, served_model, cost_usd, "
                                                           "baseline_usd, saving_stage")
     assert (requested, served, stage) == ("gpt-4o", "gpt-4o-mini", "router")
-    assert 0 < cost < baseline  # priced at gpt-4o-mini, measured against what gpt-4o would have cost
+    # priced at gpt-4o-mini ($0.15 / $0.60 per M tokens), measured against gpt-4o ($2.50 / $10)
+    u = r.parse().usage
+    assert cost == pytest.approx((u.prompt_tokens * 0.15 + u.completion_tokens * 0.60) / 1e6)
+    assert baseline == pytest.approx((u.prompt_tokens * 2.50 + u.completion_tokens * 10.0) / 1e6)
 
 
 def test_rules_policy_first_match_wins(make_gateway):
