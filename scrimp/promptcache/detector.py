@@ -2,11 +2,16 @@
 
 It compares each request's stable part (system prompt, tool definitions) with the previous one of the same
 feature and names the change: a timestamp or date, a request/session id, tools in a changing order, unstable
-JSON key order, or other edited text — with how many prompt tokens that change puts out of the cache's reach."""
+JSON key order, or other edited text — with how many prompt tokens that change puts out of the cache's reach.
+
+It remembers the last stable part of at most `max_keys` keys (tenant/feature; default 1,000, each holding a
+system prompt and tool definitions, so up to tens of KB apiece): beyond that the least recently seen key is
+forgotten, and its next request is compared with nothing (no finding) and remembered afresh."""
 
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,16 +65,28 @@ def _changed_segment(old: str, new: str) -> tuple[int, str]:
     return p, new[start:end]
 
 
+MAX_KEYS = 1_000
+
+
 class CacheBusterDetector:
-    def __init__(self) -> None:
-        self._last: dict[str, tuple[str, list[str], list[str]]] = {}
+    def __init__(self, max_keys: int = MAX_KEYS) -> None:
+        if max_keys < 1:
+            raise ValueError(f"max_keys must be at least 1, got {max_keys}")
+        self.max_keys = max_keys
+        self._last: OrderedDict[str, tuple[str, list[str], list[str]]] = OrderedDict()  # LRU order
+
+    def __len__(self) -> int:
+        """How many keys are remembered (never more than `max_keys`)."""
+        return len(self._last)
 
     def observe(self, feature: str, req: ChatRequest) -> Finding | None:
         system = req.system_text()
         names = [t.get("name", "") for t in req.tools]
         raw_tools = [orjson.dumps({k: v for k, v in t.items() if k != "cache_control"}).decode() for t in req.tools]
-        previous = self._last.get(feature)
-        self._last[feature] = (system, names, raw_tools)
+        previous = self._last.pop(feature, None)
+        self._last[feature] = (system, names, raw_tools)  # now the most recent
+        if len(self._last) > self.max_keys:
+            self._last.popitem(last=False)  # the least recently seen key
         if previous is None:
             return None
         old_system, old_names, old_tools = previous
