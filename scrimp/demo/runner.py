@@ -111,7 +111,10 @@ def run(progress: bool = True, out: Callable[[str], None] = print) -> dict[str, 
                 store.flush()
                 _wait_for_shadow(app)
                 store.flush()
-                rows = store.query("SELECT feature, cost_usd, saved_usd, saving_stage, cache FROM calls")
+                rows = store.query("SELECT feature, cost_usd FROM calls")
+                from scrimp.ledger.rollup import by_lever
+
+                levers = by_lever(store)
                 routing = _routing_summary(store)
                 from scrimp.promptcache.report import prompt_cache_report
 
@@ -121,11 +124,11 @@ def run(progress: bool = True, out: Callable[[str], None] = print) -> dict[str, 
     via.cost = sum(r[1] for r in rows)
     via.cost_by_workload = defaultdict(float)
     names = {"support": "support", "agent": "agent", "nightly-summary": "nightly"}
-    for feature, cost, saved, stage, _cache in rows:
+    for feature, cost in rows:
         via.cost_by_workload[names.get(feature, feature)] += cost
-        if stage:  # net: a lever's costs (e.g. cache writes) count against its savings
-            via.saving_by_lever[stage] += saved
-            via.hits_by_lever[stage] += 1
+    for lever in levers:  # net: a lever's costs (cache writes, shadow calls) count against its savings
+        via.saving_by_lever[lever["lever"]] += lever["saved_usd"]
+        via.hits_by_lever[lever["lever"]] += lever["calls"]
     report = _report(calls, direct, via)
     report["lines"].append(routing["line"])
     report["routing"] = routing
