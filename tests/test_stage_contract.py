@@ -200,3 +200,13 @@ async def test_a_cascade_attempt_never_leaks_its_prompt_cache_breakpoints_into_t
 def test_the_base_stage_has_every_optional_hook():
     stage = Stage()
     assert stage.http_routes() == [] and stage.metrics() == []
+
+
+def test_a_feature_false_hit_target_the_model_cannot_hold_is_refused_at_start(tmp_path):
+    from scrimp.gateway.config import parse
+
+    cfg = parse({"models": [], "stages": [{"name": "semantic_cache", "path": str(tmp_path / "s.db"),
+                                           "features": {"support": {"max_false_hit": 0.000001}}}]})
+    with pytest.raises(ConfigError, match=r"stages.semantic_cache: max_false_hit: no calibration for a false-hit "
+                                          r"rate of 1e-06"):
+        create_app(cfg)

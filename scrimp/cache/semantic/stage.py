@@ -324,8 +324,14 @@ def from_options(options: SemanticCacheOptions) -> SemanticCacheStage:
         raise ConfigError(f"model: {exc}") from exc
     if options.threshold is not None:
         model.threshold = options.threshold
-    if options.max_false_hit is not None:
-        model.threshold = model.threshold_for(options.max_false_hit)
+    try:  # every false-hit target must be one the model's calibration supports: refused now, not per request
+        if options.max_false_hit is not None:
+            model.threshold = model.threshold_for(options.max_false_hit)
+        for name, policy in options.features.items():
+            if policy.max_false_hit is not None:
+                model.threshold_for(policy.max_false_hit)
+    except ValueError as exc:
+        raise ConfigError(f"max_false_hit: {exc}") from exc
     section = {"path": options.path, "dsn": options.dsn, "schema": options.schema,
                "max_entries": options.max_entries, "index_dir": options.index_dir}
     store = open_store(section)
