@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -110,6 +111,16 @@ def final_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
+_JSON_ASK = re.compile(r"\bJSON\b")
+
+
+def asks_for_json(body: dict[str, Any]) -> bool:
+    """Claude has no JSON mode: it answers in JSON when its prompt asks for it (the word JSON in the system
+    prompt or the final user turn)."""
+    system = "\n".join(block_text(b) for b in _blocks_of(body.get("system") or [], "system"))
+    return bool(_JSON_ASK.search(system) or _JSON_ASK.search(final_user_text(body)))
+
+
 def forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     tools = [t for t in body.get("tools") or [] if "input_schema" in t]
     choice = body.get("tool_choice") or {"type": "auto"}
@@ -161,9 +172,12 @@ def run_message(state: SimState, body: dict[str, Any]) -> tuple[dict[str, Any], 
     # without cache_control, give the same reply.
     prompt_id = hashlib.blake2b(b"\x1f".join(b.key for b in blocks), digest_size=16).hexdigest()
     seed = engine.seed_of(model.name, prompt_id, body.get("tool_choice"), body.get("temperature"))
+    json_mode = asks_for_json(body)
     gen = engine.generate(state.config, model, prompt=final_user_text(body), seed=seed,
                           max_tokens=body["max_tokens"], stop=body.get("stop_sequences"),
-                          forced_tool=forced_tool(body))
+                          forced_tool=forced_tool(body), json_mode=json_mode)
+    if json_mode and not gen.tool_calls and state.faults.bad_json(model):
+        gen = engine.json_in_prose(gen, body["max_tokens"])
     state.counters.record(model.name, input_tokens=uncached, output_tokens=gen.output_tokens, cache_read=cache.read,
                           cache_write=cache.write_5m + cache.write_1h)
     return usage_of(uncached, cache, gen.output_tokens), gen
@@ -213,6 +227,7 @@ async def stream_events(state: SimState, model: Any, gen: engine.Generation, usa
     start.update(content=[], stop_reason=None, stop_sequence=None)
     yield _event("message_start", {"type": "message_start", "message": start})
     drop = state.faults.drop_stream(model)
+    stall = state.faults.stall_stream(model)
     per_token = model.per_token_ms / 1000.0
     for index, block in enumerate(content_of(gen)):
         if block["type"] == "tool_use":
@@ -230,6 +245,9 @@ async def stream_events(state: SimState, model: Any, gen: engine.Generation, usa
             for n, word in enumerate(words):
                 if drop and n >= len(words) // 2:
                     raise ConnectionResetError("simulated dropped stream")
+                if stall and n >= len(words) // 2:  # silent for a while, the connection kept open
+                    await asyncio.sleep(stall)
+                    stall = 0.0
                 piece = word if n == 0 else " " + word
                 if per_token:
                     await asyncio.sleep(per_token * count_tokens(piece))
@@ -246,10 +264,11 @@ async def stream_events(state: SimState, model: Any, gen: engine.Generation, usa
 
 async def count_tokens_endpoint(request: Request) -> Response:
     state = state_of(request)
+    state.counters.hit("messages.count_tokens")
     try:
         check_key(request, "anthropic")
         body = await read_json(request, "anthropic")
-        state.model(body.get("model"))
+        state.faults.before_call(state.model(body.get("model")))  # overloaded or rate-limited like any call
         validate(dict(body, max_tokens=1))
         total = sum(b.tokens for b in cache_blocks(body))
     except SimError as exc:

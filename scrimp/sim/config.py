@@ -21,8 +21,12 @@ class Faults:
     rate_500: float = 0.0
     rate_529: float = 0.0  # Anthropic "overloaded"; OpenAI models answer 503 instead
     drop_stream: float = 0.0  # a stream cut off halfway (connection closed, no final event)
+    stall_stream: float = 0.0  # a stream that goes silent halfway for slow_ms (connection open), then goes on
     slow: float = 0.0  # responses delayed by slow_ms extra
     slow_ms: float = 2000.0
+    # Anthropic models asked for JSON in their prompt: replies that wrap the JSON in prose ("Here is the JSON…"),
+    # as instruction-following models sometimes do (OpenAI's JSON mode is constrained and never does)
+    bad_json: float = 0.0
 
 
 @dataclass

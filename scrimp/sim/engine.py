@@ -164,6 +164,14 @@ def generate(
                       output_tokens=count_tokens(text), correct=correct)
 
 
+def json_in_prose(gen: Generation, max_tokens: int) -> Generation:
+    """A JSON answer wrapped in prose, as an instruction-following model sometimes gives it."""
+    text, cut = _truncate(f"Here is the JSON you asked for:\n\n{gen.text}\n\nLet me know if you need anything else.",
+                          max_tokens)
+    return Generation(text=text, finish="length" if cut else gen.finish, stop_sequence=gen.stop_sequence,
+                      output_tokens=count_tokens(text), correct=gen.correct)
+
+
 def embed(text: str, dimensions: int) -> list[float]:
     """A deterministic unit vector from the text's tokens: identical text gives identical vectors and texts
     sharing words are closer than unrelated ones."""

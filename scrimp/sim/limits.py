@@ -38,17 +38,41 @@ class RateLimiter:
 
 
 class FaultInjector:
-    """Draws faults from a seeded generator so a run with the same seed fails the same requests."""
+    """Draws faults from a seeded generator so a run with the same seed fails the same requests.
+
+    A test may also script the next calls to a model (`script`): each entry is an HTTP status the call fails
+    with (429, 500, 503, 529), "drop" / "stall" (its stream is dropped / stalls halfway), "bad_json" (its JSON
+    comes wrapped in prose) or None (served normally). The configured rates apply once the script has run out."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
         self._rng = random.Random(seed)
+        self._script: dict[str, deque[int | str | None]] = {}
+        self._current: dict[str, int | str | None] = {}  # the scripted outcome of each model's latest call
 
     def reset(self) -> None:
         self._rng = random.Random(self.seed)
+        self._script.clear()
+        self._current.clear()
+
+    def script(self, model: str, *outcomes: int | str | None) -> None:
+        self._script.setdefault(model, deque()).extend(outcomes)
+
+    def _scripted(self, model: ModelConfig, outcome: str) -> bool | None:
+        """For a scripted call: whether `outcome` was scripted for it; None when the call was not scripted."""
+        if model.name not in self._current:
+            return None
+        return self._current[model.name] == outcome
 
     def before_call(self, model: ModelConfig) -> float:
         """Raise an injected error, or return extra delay in seconds (0 for most calls)."""
+        self._current.pop(model.name, None)
+        queued = self._script.get(model.name)
+        if queued:
+            outcome = self._current[model.name] = queued.popleft()
+            if isinstance(outcome, int):
+                raise _failure(model, outcome)
+            return 0.0
         f = model.faults
         roll = self._rng.random()
         if roll < f.rate_429:
@@ -58,11 +82,34 @@ class FaultInjector:
             raise SimError(500, "The server had an error while processing your request (injected fault).")
         roll -= f.rate_500
         if roll < f.rate_529:
-            status = 529 if model.provider == "anthropic" else 503
-            raise SimError(status, "Overloaded (injected fault).")
+            raise _failure(model, 529)
         if f.slow and self._rng.random() < f.slow:
             return f.slow_ms / 1000.0
         return 0.0
 
     def drop_stream(self, model: ModelConfig) -> bool:
+        scripted = self._scripted(model, "drop")
+        if scripted is not None:
+            return scripted
         return bool(model.faults.drop_stream) and self._rng.random() < model.faults.drop_stream
+
+    def stall_stream(self, model: ModelConfig) -> float:
+        """Seconds a stream goes silent halfway (0 for most streams)."""
+        scripted = self._scripted(model, "stall")
+        if scripted is None:
+            scripted = bool(model.faults.stall_stream) and self._rng.random() < model.faults.stall_stream
+        return model.faults.slow_ms / 1000.0 if scripted else 0.0
+
+    def bad_json(self, model: ModelConfig) -> bool:
+        scripted = self._scripted(model, "bad_json")
+        if scripted is not None:
+            return scripted
+        return bool(model.faults.bad_json) and self._rng.random() < model.faults.bad_json
+
+
+def _failure(model: ModelConfig, status: int) -> SimError:
+    if status == 429:
+        return SimError(429, "Rate limit reached (injected fault).", code="rate_limit_exceeded", retry_after=1)
+    if status in (503, 529):
+        return SimError(529 if model.provider == "anthropic" else 503, "Overloaded (injected fault).")
+    return SimError(status, "The server had an error while processing your request (injected fault).")

@@ -249,6 +249,7 @@ async def stream_chunks(state: SimState, model: Any, gens: list[engine.Generatio
 
     await asyncio.sleep(delay + model.ttft_ms / 1000.0)
     drop = state.faults.drop_stream(model)
+    stall = state.faults.stall_stream(model)
     per_token = model.per_token_ms / 1000.0
     for i, gen in enumerate(gens):
         yield chunk(i, {"role": "assistant", "content": "" if not gen.tool_calls else None, "refusal": None})
@@ -265,6 +266,9 @@ async def stream_chunks(state: SimState, model: Any, gens: list[engine.Generatio
                 if drop and n >= len(pieces) // 2:
                     # A dropped connection: the client sees the stream end without a final event.
                     raise ConnectionResetError("simulated dropped stream")
+                if stall and n >= len(pieces) // 2:  # silent for a while, the connection kept open
+                    await asyncio.sleep(stall)
+                    stall = 0.0
                 if per_token:
                     await asyncio.sleep(per_token * count_tokens(piece))
                 yield chunk(i, {"content": piece})
