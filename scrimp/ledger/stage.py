@@ -20,7 +20,7 @@ from scrimp.canonical import ChatResponse, Usage
 from scrimp.ledger.store import LedgerStore, open_store
 from scrimp.options import Where
 from scrimp.pipeline import Call, Next, Reply, StreamEvent
-from scrimp.stage import Stage, StageContext
+from scrimp.stage import LedgerWriter, Stage, StageContext
 
 log = logging.getLogger("scrimp.ledger")
 
@@ -86,60 +86,66 @@ class LedgerStage(Stage):
                 self.record(call, reply.partial() if reply.partial else None, reply.served_model,
                             reply.served_provider, reply.billed)
 
-    @staticmethod
-    def answer_cost(resp: ChatResponse | None, served: str, provider: str, billed: bool) -> float:
-        if not billed or resp is None or not served:
-            return 0.0
-        try:
-            return pricing.cost(served, provider or None, resp.usage)
-        except pricing.UnknownPrice:
-            log.warning("no price for %s; recorded at 0", served)
-            return 0.0
-
     def record(self, call: Call, resp: ChatResponse | None, served: str, provider: str, billed: bool = True) -> None:
-        try:
-            answer = self.answer_cost(resp, served, provider, billed)
-            saved = {}
-            for s in call.savings:
-                try:
-                    usd = s.settle(resp)
-                except Exception:  # a lever's pricing failing must not lose the row
-                    log.exception("saving of %s could not be priced", s.lever)
-                    usd = 0.0
-                saved[s.lever] = saved.get(s.lever, 0.0) + usd
-            extra = sum(c.usd for c in call.costs)
-            cost, baseline = answer + extra, answer + sum(saved.values())
-            call.cost_usd, call.baseline_usd = cost, baseline
-            usage = resp.usage if resp is not None else Usage()
-            now = time.time()
-            decisions = {k: v for k, v in call.decisions.items() if not k.startswith("_")}
-            if call.costs:
-                decisions["costs"] = [{"usd": c.usd, "what": c.what, "lever": c.lever, "model": c.model}
-                                      for c in call.costs]
-            levers = sorted(saved, key=lambda k: -saved[k])
-            row: dict[str, Any] = {
-                "ts": now, "request_id": call.request_id, "tenant": call.attribution.tenant,
-                "user_id": call.attribution.user, "feature": call.attribution.feature,
-                "inbound": call.request.inbound, "requested_model": call.requested_model,
-                "served_model": served or None, "provider": provider or None,
-                "input_tokens": usage.input, "output_tokens": usage.output, "cache_read_tokens": usage.cache_read,
-                "cache_write_5m_tokens": usage.cache_write_5m, "cache_write_1h_tokens": usage.cache_write_1h,
-                "reasoning_tokens": usage.reasoning, "cost_usd": cost, "baseline_usd": baseline,
-                "saved_usd": baseline - cost, "saving_stage": ",".join(levers) or None,
-                "cache": call.decisions.get("cache", "miss"),
-                "decisions": orjson.dumps(decisions, default=str).decode(),
-                "latency_ms": (time.perf_counter() - call.started) * 1000,
-                "ttft_ms": (call.first_token_at - call.started) * 1000 if call.first_token_at else None,
-                "stream": int(call.request.stream), "status": call.status, "error": call.error,
-            }
-            self.store.write(row)
-            base = {"ts": now, "request_id": call.request_id, "tenant": call.attribution.tenant,
-                    "feature": call.attribution.feature}
-            for s in call.savings:
-                self.store.write({**base, "kind": "saving", "lever": s.lever, "usd": s.usd,
-                                  "detail": s.compared_to}, table="savings")
-            for c in call.costs:
-                self.store.write({**base, "kind": "cost", "lever": c.lever, "usd": c.usd, "detail": c.what},
-                                 table="savings")
-        except Exception:
-            log.exception("could not record call %s", call.request_id)
+        record_call(self.store, call, resp, served, provider, billed)
+
+
+def answer_cost(resp: ChatResponse | None, served: str, provider: str, billed: bool) -> float:
+    if not billed or resp is None or not served:
+        return 0.0
+    try:
+        return pricing.cost(served, provider or None, resp.usage)
+    except pricing.UnknownPrice:
+        log.warning("no price for %s; recorded at 0", served)
+        return 0.0
+
+
+def record_call(store: LedgerWriter, call: Call, resp: ChatResponse | None, served: str, provider: str,
+                billed: bool = True) -> None:
+    """Write the call's row and its saving / cost records; never raises (a ledger problem must not fail a
+    request). Also used for calls outside the chat pipeline (embeddings)."""
+    try:
+        answer = answer_cost(resp, served, provider, billed)
+        saved: dict[str, float] = {}
+        for s in call.savings:
+            try:
+                usd = s.settle(resp)
+            except Exception:  # a lever's pricing failing must not lose the row
+                log.exception("saving of %s could not be priced", s.lever)
+                usd = 0.0
+            saved[s.lever] = saved.get(s.lever, 0.0) + usd
+        extra = sum(c.usd for c in call.costs)
+        cost, baseline = answer + extra, answer + sum(saved.values())
+        call.cost_usd, call.baseline_usd = cost, baseline
+        usage = resp.usage if resp is not None else Usage()
+        now = time.time()
+        decisions = {k: v for k, v in call.decisions.items() if not k.startswith("_")}
+        if call.costs:
+            decisions["costs"] = [{"usd": c.usd, "what": c.what, "lever": c.lever, "model": c.model}
+                                  for c in call.costs]
+        levers = sorted(saved, key=lambda k: -saved[k])
+        row: dict[str, Any] = {
+            "ts": now, "request_id": call.request_id, "tenant": call.attribution.tenant,
+            "user_id": call.attribution.user, "feature": call.attribution.feature,
+            "inbound": call.request.inbound, "requested_model": call.requested_model,
+            "served_model": served or None, "provider": provider or None,
+            "input_tokens": usage.input, "output_tokens": usage.output, "cache_read_tokens": usage.cache_read,
+            "cache_write_5m_tokens": usage.cache_write_5m, "cache_write_1h_tokens": usage.cache_write_1h,
+            "reasoning_tokens": usage.reasoning, "cost_usd": cost, "baseline_usd": baseline,
+            "saved_usd": baseline - cost, "saving_stage": ",".join(levers) or None,
+            "cache": call.decisions.get("cache", "miss"),
+            "decisions": orjson.dumps(decisions, default=str).decode(),
+            "latency_ms": (time.perf_counter() - call.started) * 1000,
+            "ttft_ms": (call.first_token_at - call.started) * 1000 if call.first_token_at else None,
+            "stream": int(call.request.stream), "status": call.status, "error": call.error,
+        }
+        store.write(row)
+        base = {"ts": now, "request_id": call.request_id, "tenant": call.attribution.tenant,
+                "feature": call.attribution.feature}
+        for s in call.savings:
+            store.write({**base, "kind": "saving", "lever": s.lever, "usd": s.usd, "detail": s.compared_to},
+                        table="savings")
+        for c in call.costs:
+            store.write({**base, "kind": "cost", "lever": c.lever, "usd": c.usd, "detail": c.what}, table="savings")
+    except Exception:
+        log.exception("could not record call %s", call.request_id)
