@@ -14,6 +14,12 @@ from scrimp.pipeline import StreamEvent
 
 _KNOWN = {"model", "messages", "system", "tools", "tool_choice", "max_tokens", "temperature", "top_p",
           "stop_sequences", "stream", "metadata"}
+# Chat Completions parameters the Messages API does not have: refused as Anthropic refuses them ("Extra inputs
+# are not permitted") rather than silently dropped. Other unknown fields pass through to an Anthropic upstream.
+OPENAI_ONLY = ("n", "response_format", "frequency_penalty", "presence_penalty", "logprobs", "top_logprobs", "seed",
+               "logit_bias", "max_completion_tokens", "stream_options", "stop", "user", "parallel_tool_calls",
+               "functions", "function_call", "prompt_cache_key", "reasoning_effort", "modalities", "audio",
+               "prediction", "store", "web_search_options", "verbosity", "safety_identifier")
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; used when an OpenAI client gave none
 JSON_TOOL = "json_response"  # structured output served by Anthropic: a forced tool whose input is the JSON
 
@@ -32,8 +38,13 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
 
 
 def parse_request(body: dict[str, Any]) -> ChatRequest:
+    for key in body:
+        if key in OPENAI_ONLY:
+            raise invalid(f"{key}: Extra inputs are not permitted")
     model = body.get("model")
-    if not isinstance(model, str) or not model:
+    if model is not None and not isinstance(model, str):
+        raise invalid("model: Input should be a valid string")
+    if not model:
         raise invalid("model: Field required")
     if "max_tokens" not in body:
         raise invalid("max_tokens: Field required")
@@ -262,6 +273,8 @@ class StreamWriter:
         return _sse("content_block_stop", {"type": "content_block_stop", "index": idx})
 
     def event(self, ev: StreamEvent) -> bytes:
+        if ev.choice:  # one choice only in this API (n > 1 is an OpenAI parameter)
+            return b""
         out = b"" if self.started else self._start()
         if ev.kind == "text":
             if self.open is None or self.index_map.get(ev.index) != self.open:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 _OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
-                 413: "invalid_request_error", 429: "rate_limit_exceeded"}
+                 405: "invalid_request_error", 413: "invalid_request_error", 415: "invalid_request_error",
+                 429: "rate_limit_exceeded"}
 _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                    404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
+                    415: "invalid_request_error", 429: "rate_limit_error",
                     500: "api_error", 502: "api_error", 503: "overloaded_error", 504: "api_error",
                     529: "overloaded_error"}
 

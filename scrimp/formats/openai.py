@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from scrimp.canonical import ChatRequest, ChatResponse, Usage
-from scrimp.formats.errors import invalid
+from scrimp.formats.errors import APIError, invalid
 from scrimp.pipeline import StreamEvent
 
 _KNOWN = {"model", "messages", "tools", "tool_choice", "max_tokens", "max_completion_tokens", "temperature",
@@ -22,14 +22,21 @@ STOP_TO_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "le
                   "refusal": "content_filter", None: "stop"}
 
 
-def _int(body: dict[str, Any], key: str, minimum: int = 1) -> int | None:
+MAX_N = 128  # OpenAI's limit on choices per request
+
+
+def _int(body: dict[str, Any], key: str, minimum: int = 1, maximum: int | None = None) -> int | None:
     value = body.get(key)
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool):
         raise invalid(f"Invalid type for '{key}': expected an integer, but got {type(value).__name__}.", key)
     if value < minimum:
-        raise invalid(f"Invalid '{key}': integer below minimum value. Expected a value >= {minimum}.", key)
+        raise APIError(400, f"Invalid '{key}': integer below minimum value. Expected a value >= {minimum}, but got "
+                            f"{value} instead.", param=key, code="integer_below_min_value")
+    if maximum is not None and value > maximum:
+        raise APIError(400, f"Invalid '{key}': integer above maximum value. Expected a value <= {maximum}, but got "
+                            f"{value} instead.", param=key, code="integer_above_max_value")
     return value
 
 
@@ -63,11 +70,25 @@ def _parts(content: Any, where: str) -> list[dict[str, Any]]:
     return blocks
 
 
+def check_model(body: dict[str, Any]) -> str:
+    """The request's `model`, or OpenAI's own error for a missing or mistyped one."""
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise invalid(f"Invalid type for 'model': expected a string, but got {_json_type(model)} instead.", "model")
+    if not model:
+        raise invalid("Missing required parameter: 'model'.", "model")
+    return model
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    return {int: "an integer", float: "a decimal", list: "an array", dict: "an object"}.get(type(value), "a value")
+
+
 def parse_request(body: dict[str, Any]) -> ChatRequest:
     """A client's OpenAI request as a canonical request; the client's own error for bad input."""
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise invalid("Missing required parameter: 'model'.", "model")
+    model = check_model(body)
     messages = body.get("messages")
     if messages is None:
         raise invalid("Missing required parameter: 'messages'.", "messages")
@@ -135,7 +156,7 @@ def parse_request(body: dict[str, Any]) -> ChatRequest:
         tool_choice=_tool_choice_in(body.get("tool_choice")),
         max_tokens=_int(body, "max_completion_tokens") or _int(body, "max_tokens"),
         temperature=_number(body, "temperature", 2.0), top_p=_number(body, "top_p", 1.0),
-        stop=[stop] if isinstance(stop, str) else list(stop or []), n=_int(body, "n") or 1,
+        stop=[stop] if isinstance(stop, str) else list(stop or []), n=_int(body, "n", maximum=MAX_N) or 1,
         seed=_int(body, "seed", minimum=-(2**63)), response_format=fmt if fmt and fmt.get("type") != "text" else None,
         stream=stream, include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
         user=body.get("user") if isinstance(body.get("user"), str) else None, metadata=metadata,
@@ -297,11 +318,11 @@ def render_response(resp: ChatResponse) -> dict[str, Any]:
 
 
 async def parse_stream(lines: AsyncIterator[str], state: dict[str, Any]) -> AsyncIterator[StreamEvent]:
-    """OpenAI SSE lines -> canonical events. `state` collects what has arrived, so a caller can price a stream
-    that ended early. The last event is "done" with the assembled response."""
-    text: list[str] = []
-    tools: dict[int, dict[str, Any]] = {}
-    state.update(text=text, tools=tools, id="", model="", finish=None, usage=None)
+    """OpenAI SSE lines -> canonical events, each tagged with its choice (n > 1). `state` collects what has
+    arrived, so a caller can price a stream that ended early. The last event is "done" with the assembled
+    response (every choice)."""
+    choices: dict[int, dict[str, Any]] = {}
+    state.update(choices=choices, id="", model="", usage=None)
     async for line in lines:
         if not line.startswith("data:"):
             continue
@@ -314,75 +335,104 @@ async def parse_stream(lines: AsyncIterator[str], state: dict[str, Any]) -> Asyn
         if chunk.get("usage"):
             state["usage"] = chunk["usage"]
         for choice in chunk.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
+            c = choice.get("index", 0)
+            slot = choices.get(c)
+            if slot is None:
+                slot = choices[c] = {"text": [], "tools": {}, "finish": None}
             delta = choice.get("delta") or {}
             if delta.get("content"):
-                text.append(delta["content"])
-                yield StreamEvent("text", index=0, text=delta["content"])
+                slot["text"].append(delta["content"])
+                yield StreamEvent("text", index=0, text=delta["content"], choice=c)
+            tools = slot["tools"]
             for call in delta.get("tool_calls") or []:
                 idx = call.get("index", 0)
                 fn = call.get("function") or {}
                 if idx not in tools:
                     tools[idx] = {"id": call.get("id", ""), "name": fn.get("name", ""), "args": []}
-                    yield StreamEvent("tool_start", index=1 + idx, id=tools[idx]["id"], name=tools[idx]["name"])
+                    yield StreamEvent("tool_start", index=1 + idx, id=tools[idx]["id"], name=tools[idx]["name"],
+                                      choice=c)
                 if fn.get("arguments"):
                     tools[idx]["args"].append(fn["arguments"])
-                    yield StreamEvent("tool_delta", index=1 + idx, text=fn["arguments"])
+                    yield StreamEvent("tool_delta", index=1 + idx, text=fn["arguments"], choice=c)
             if choice.get("finish_reason"):
-                state["finish"] = choice["finish_reason"]
+                slot["finish"] = choice["finish_reason"]
     yield StreamEvent("done", response=assemble(state))
 
 
-def assemble(state: dict[str, Any]) -> ChatResponse:
+def _slot_blocks(slot: dict[str, Any]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    if state.get("text"):
-        blocks.append({"type": "text", "text": "".join(state["text"])})
-    for _, tool in sorted((state.get("tools") or {}).items()):
+    if slot.get("text"):
+        blocks.append({"type": "text", "text": "".join(slot["text"])})
+    for _, tool in sorted((slot.get("tools") or {}).items()):
         raw = "".join(tool["args"])
         try:
             args = orjson.loads(raw or "{}")
         except orjson.JSONDecodeError:
             args = {"_raw": raw}
         blocks.append({"type": "tool_use", "id": tool["id"], "name": tool["name"], "input": args})
-    return ChatResponse(id=state.get("id", ""), model=state.get("model", ""), content=blocks,
-                        stop_reason=FINISH_TO_STOP.get(state.get("finish") or "stop", "end_turn"),
-                        usage=_usage_in(state.get("usage")))
+    return blocks
+
+
+def assemble(state: dict[str, Any]) -> ChatResponse:
+    """The response a stream's `state` holds: choice 0 as the content, the others as extra choices."""
+    choices = state.get("choices") or {}
+    slots = [choices.get(k, {}) for k in range(max(choices) + 1)] if choices else [{}]
+    stops = [FINISH_TO_STOP.get(slot.get("finish") or "stop", "end_turn") for slot in slots]
+    return ChatResponse(id=state.get("id", ""), model=state.get("model", ""), content=_slot_blocks(slots[0]),
+                        stop_reason=stops[0], usage=_usage_in(state.get("usage")),  # type: ignore[arg-type]
+                        extra_choices=[(_slot_blocks(slot), stop)  # type: ignore[misc]
+                                       for slot, stop in zip(slots[1:], stops[1:], strict=True)])
 
 
 class StreamWriter:
-    """Canonical events -> OpenAI SSE bytes for a client."""
+    """Canonical events -> OpenAI SSE bytes for a client; each choice (n > 1) under its own index."""
 
     def __init__(self, model: str, include_usage: bool, response_id: str) -> None:
         self.include_usage = include_usage
         self.base = {"id": response_id, "object": "chat.completion.chunk", "created": int(time.time()),
                      "model": model}
-        self.started = False
-        self.tool_index: dict[int, int] = {}
+        self.started: set[int] = set()
+        self.tool_index: dict[tuple[int, int], int] = {}  # (choice, block index) -> tool call index
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        body = dict(self.base, choices=[{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None, choice: int = 0) -> bytes:
+        body = dict(self.base,
+                    choices=[{"index": choice, "delta": delta, "logprobs": None, "finish_reason": finish}])
         if self.include_usage:
             body["usage"] = None
         return b"data: " + orjson.dumps(body) + b"\n\n"
 
+    def _start(self, choice: int) -> bytes:
+        if choice in self.started:
+            return b""
+        self.started.add(choice)
+        return self._chunk({"role": "assistant", "content": ""}, choice=choice)
+
+    def _tool(self, choice: int, index: int) -> int:
+        key = (choice, index)
+        if key not in self.tool_index:
+            self.tool_index[key] = sum(1 for c, _ in self.tool_index if c == choice)
+        return self.tool_index[key]
+
     def event(self, ev: StreamEvent) -> bytes:
-        out = b""
-        if not self.started:
-            self.started = True
-            out += self._chunk({"role": "assistant", "content": ""})
-        if ev.kind == "text" and ev.text:
-            out += self._chunk({"content": ev.text})
-        elif ev.kind == "tool_start":
-            idx = self.tool_index.setdefault(ev.index, len(self.tool_index))
-            out += self._chunk({"tool_calls": [{"index": idx, "id": ev.id, "type": "function",
-                                                "function": {"name": ev.name, "arguments": ""}}]})
-        elif ev.kind == "tool_delta":
-            idx = self.tool_index.setdefault(ev.index, len(self.tool_index))
-            out += self._chunk({"tool_calls": [{"index": idx, "function": {"arguments": ev.text}}]})
-        elif ev.kind == "done" and ev.response is not None:
-            out += self._chunk({}, STOP_TO_FINISH.get(ev.response.stop_reason, "stop"))
+        c = ev.choice
+        if ev.kind == "done":
+            if ev.response is None:
+                return b""
+            out = b""
+            stops = [ev.response.stop_reason] + [stop for _, stop in ev.response.extra_choices]
+            for choice, stop in enumerate(stops):
+                out += self._start(choice) + self._chunk({}, STOP_TO_FINISH.get(stop, "stop"), choice)
             if self.include_usage:
-                out += b"data: " + orjson.dumps(dict(self.base, choices=[], usage=usage_out(ev.response.usage))) + b"\n\n"
-            out += b"data: [DONE]\n\n"
+                usage = dict(self.base, choices=[], usage=usage_out(ev.response.usage))
+                out += b"data: " + orjson.dumps(usage) + b"\n\n"
+            return out + b"data: [DONE]\n\n"
+        out = self._start(c)
+        if ev.kind == "text" and ev.text:
+            out += self._chunk({"content": ev.text}, choice=c)
+        elif ev.kind == "tool_start":
+            out += self._chunk({"tool_calls": [{"index": self._tool(c, ev.index), "id": ev.id, "type": "function",
+                                                "function": {"name": ev.name, "arguments": ""}}]}, choice=c)
+        elif ev.kind == "tool_delta":
+            out += self._chunk({"tool_calls": [{"index": self._tool(c, ev.index),
+                                                "function": {"arguments": ev.text}}]}, choice=c)
         return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -52,10 +54,49 @@ class Gateway:
         await self.upstream.close()
 
 
+def _request_id() -> str:
+    return "req_" + uuid.uuid4().hex[:24]
+
+
 def _error(exc: APIError, fmt: str, request_id: str) -> JSONResponse:
     headers = dict(exc.headers)
     headers["x-scrimp-request-id"] = request_id
     return JSONResponse(exc.body(fmt), status_code=exc.status if exc.status >= 400 else 502, headers=headers)
+
+
+def _shape_of(request: Request) -> str:
+    """The API a request speaks, for errors outside a known endpoint: Anthropic's for /v1/messages* or an
+    `anthropic-version` header, OpenAI's otherwise."""
+    if request.url.path.startswith("/v1/messages") or request.headers.get("anthropic-version"):
+        return "anthropic"
+    return "openai"
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (unknown path 404, wrong method 405) in the caller's API shape, not plain text."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    fmt = _shape_of(request)
+    where = f"{request.method} {request.url.path}"
+    if status == 404:
+        message = f"Invalid URL ({where})" if fmt == "openai" else f"Not Found: no endpoint {where}"
+    elif status == 405:
+        allowed = (exc.headers or {}).get("Allow", "") if isinstance(exc, HTTPException) else ""
+        message = f"Method Not Allowed: {where} (allowed: {allowed})"
+    else:
+        message = str(getattr(exc, "detail", "") or exc)
+    headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+    return _error(APIError(status, message, headers=headers), fmt, _request_id())
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """An unexpected failure: a 500 in the caller's API shape (the traceback goes to the log, not the client)."""
+    request_id = _request_id()
+    log.error("request %s failed: %s: %s", request_id, type(exc).__name__, exc)
+    return _error(APIError(500, f"scrimp failed to handle this request ({type(exc).__name__}); request id "
+                                f"{request_id}."), _shape_of(request), request_id)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {HTTPException: http_error, Exception: server_error}
 
 
 def _headers(call: Call, reply: Reply) -> dict[str, str]:
@@ -70,7 +111,18 @@ def _headers(call: Call, reply: Reply) -> dict[str, str]:
     return headers
 
 
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:  # none given: read the body as JSON
+        return True
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
 async def _body(request: Request, limit: int) -> dict[str, Any]:
+    content_type = request.headers.get("content-type")
+    if not _is_json(content_type):
+        raise APIError(415, f"Unsupported content type '{content_type}': send the request body as JSON "
+                            "(content-type: application/json).")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise APIError(413, f"Request body is too large ({declared} bytes; the limit is {limit}).")
@@ -94,7 +146,7 @@ def _cache_control(value: str | None) -> set[str]:
 
 async def handle_chat(request: Request, fmt: str) -> Response:
     gateway: Gateway = request.app.state.gateway
-    request_id = "req_" + uuid.uuid4().hex[:24]
+    request_id = _request_id()
     try:
         body = await _body(request, gateway.config.max_body_bytes)
         req = anthropic_fmt.parse_request(body) if fmt == "anthropic" else openai_fmt.parse_request(body)
@@ -115,7 +167,7 @@ async def handle_chat(request: Request, fmt: str) -> Response:
             resp = await collect(reply)
         payload = anthropic_fmt.render_response(resp) if fmt == "anthropic" else openai_fmt.render_response(resp)
         return Response(orjson.dumps(payload), media_type="application/json", headers=_headers(call, reply))
-    events = reply.stream if reply.stream is not None else events_from_response(reply.response)  # type: ignore[arg-type]
+    events = reply.stream if reply.stream is not None else replay(reply.response)  # type: ignore[arg-type]
     if fmt == "anthropic":
         writer: Any = anthropic_fmt.StreamWriter(reply.served_model or req.model)
     else:
@@ -142,6 +194,23 @@ async def handle_chat(request: Request, fmt: str) -> Response:
                              headers={**_headers(call, reply), "cache-control": "no-cache"})
 
 
+async def replay(resp: Any) -> AsyncIterator[Any]:
+    """A complete response (a cache hit) as a stream: every choice (n > 1), then the final event."""
+    done = None
+    async for event in events_from_response(resp):
+        if event.kind == "done":
+            done = event
+        else:
+            yield event
+    for choice, (blocks, _stop) in enumerate(resp.extra_choices, start=1):
+        async for event in events_from_response(dataclasses.replace(resp, content=blocks, extra_choices=[])):
+            if event.kind != "done":
+                event.choice = choice
+                yield event
+    if done is not None:
+        yield done
+
+
 async def chat_completions(request: Request) -> Response:
     return await handle_chat(request, "openai")
 
@@ -151,55 +220,81 @@ async def messages(request: Request) -> Response:
 
 
 async def count_tokens_endpoint(request: Request) -> Response:
-    """Anthropic's token count: asked of the model's provider when it is Anthropic, else scrimp's own count."""
+    """Anthropic's token count: asked of the model's provider when it is Anthropic (with retries), else scrimp's
+    own count. Errors in Anthropic's shape."""
     gateway: Gateway = request.app.state.gateway
+    request_id = _request_id()
     try:
         body = await _body(request, gateway.config.max_body_bytes)
         req = anthropic_fmt.parse_request({**body, "max_tokens": 1})
         spec = gateway.config.model(req.model)
         if spec is None:
             raise APIError(404, f"model: {req.model} is not configured in scrimp")
-    except APIError as exc:
-        return _error(exc, "anthropic", "")
-    if spec.provider == "anthropic":
+        headers = {"x-scrimp-request-id": request_id, "x-scrimp-model": spec.name}
+        if spec.provider != "anthropic":
+            from scrimp.gateway.upstream import estimate_input_tokens
+
+            return JSONResponse({"input_tokens": estimate_input_tokens(Call(req))}, headers=headers)
         payload = {k: v for k, v in body.items() if k not in ("max_tokens", "stream")}
         payload["model"] = spec.remote_name
-        call = Call(req)
+        call = Call(req, request_id=request_id)
         call.decisions["_client_key"] = client_key(request.headers)
-        status, content = await gateway.upstream.forward(spec, "/v1/messages/count_tokens", payload, call)
-        return Response(content, status_code=status, media_type="application/json")
-    from scrimp.gateway.upstream import estimate_input_tokens
-
-    return JSONResponse({"input_tokens": estimate_input_tokens(Call(req))})
+        content = await gateway.upstream.forward(spec, "/v1/messages/count_tokens", payload, call)
+    except APIError as exc:
+        return _error(exc, "anthropic", request_id)
+    return Response(content, media_type="application/json", headers=headers)
 
 
 async def embeddings(request: Request) -> Response:
-    """Passed through to the embedding model's provider (priced by the provider, not cached)."""
+    """Passed through to the embedding model's provider, with retries (priced by the provider, not cached).
+    Errors in OpenAI's shape."""
     gateway: Gateway = request.app.state.gateway
+    request_id = _request_id()
     try:
         body = await _body(request, gateway.config.max_body_bytes)
-        spec = gateway.config.model(body.get("model", ""))
+        name = openai_fmt.check_model(body)
+        spec = gateway.config.model(name)
         if spec is None or spec.provider != "openai":
-            raise APIError(404, f"The model '{body.get('model')}' is not a configured embedding model.",
+            raise APIError(404, f"The model '{name}' is not a configured embedding model.",
                            param="model", code="model_not_found")
+        call = Call(openai_fmt.parse_request({"model": spec.name, "messages": [{"role": "user", "content": ""}]}),
+                    request_id=request_id)
+        call.decisions["_client_key"] = client_key(request.headers)
+        content = await gateway.upstream.forward(spec, "/embeddings", {**body, "model": spec.remote_name}, call)
     except APIError as exc:
-        return _error(exc, "openai", "")
-    call = Call(openai_fmt.parse_request({"model": spec.name, "messages": [{"role": "user", "content": ""}]}))
-    call.decisions["_client_key"] = client_key(request.headers)
-    status, content = await gateway.upstream.forward(spec, "/embeddings", {**body, "model": spec.remote_name}, call)
-    return Response(content, status_code=status, media_type="application/json", headers={"x-scrimp-model": spec.name})
+        return _error(exc, "openai", request_id)
+    return Response(content, media_type="application/json",
+                    headers={"x-scrimp-request-id": request_id, "x-scrimp-model": spec.name})
+
+
+def _model_entry(spec: Any, fmt: str) -> dict[str, Any]:
+    if fmt == "anthropic":
+        return {"type": "model", "id": spec.name, "display_name": spec.name, "created_at": "2025-01-01T00:00:00Z"}
+    return {"id": spec.name, "object": "model", "created": 0, "owned_by": spec.provider}
 
 
 async def list_models(request: Request) -> Response:
+    """The configured models, in Anthropic's shape when the request has an `anthropic-version` header."""
     gateway: Gateway = request.app.state.gateway
-    specs = list(gateway.config.models.values())
-    if request.headers.get("anthropic-version"):
-        data = [{"type": "model", "id": s.name, "display_name": s.name, "created_at": "2025-01-01T00:00:00Z"}
-                for s in specs]
+    fmt = "anthropic" if request.headers.get("anthropic-version") else "openai"
+    data = [_model_entry(s, fmt) for s in gateway.config.models.values()]
+    if fmt == "anthropic":
         return JSONResponse({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
                              "last_id": data[-1]["id"] if data else None})
-    return JSONResponse({"object": "list", "data": [
-        {"id": s.name, "object": "model", "created": 0, "owned_by": s.provider} for s in specs]})
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def get_model(request: Request) -> Response:
+    """One configured model (`GET /v1/models/{id}`), in either API's shape; 404 in that shape when unknown."""
+    gateway: Gateway = request.app.state.gateway
+    fmt = "anthropic" if request.headers.get("anthropic-version") else "openai"
+    model_id = request.path_params["model_id"]
+    spec = gateway.config.model(model_id)
+    if spec is None:
+        message = (f"model: {model_id}" if fmt == "anthropic"
+                   else f"The model '{model_id}' does not exist or is not configured in scrimp.")
+        return _error(APIError(404, message, param="model", code="model_not_found"), fmt, _request_id())
+    return JSONResponse(_model_entry(spec, fmt))
 
 
 async def health(request: Request) -> Response:
@@ -223,10 +318,11 @@ def create_app(config: GatewayConfig) -> Starlette:
         Route("/v1/messages/count_tokens", count_tokens_endpoint, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
         Route("/metrics", metrics_endpoint(gateway.stages), methods=["GET"]),
         *[route for stage in gateway.stages for route in stage.http_routes()],
-    ], lifespan=lifespan)
+    ], lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.state.gateway = gateway
     return app
 
