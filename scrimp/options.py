@@ -153,8 +153,9 @@ def convert(tp: Any, value: Any, where: Where) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise where.error(f"expected a mapping, got {value!r}")
-        _, item = typing.get_args(tp)
-        return {str(k): convert(item, v, where.key(str(k))) for k, v in value.items()}
+        key_type, item = typing.get_args(tp)
+        return {convert(key_type, k if key_type is not str else str(k), where.key(str(k))):
+                convert(item, v, where.key(str(k))) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return parse_options(tp, value, where)
     raise TypeError(f"options type {tp!r} is not supported")  # a programming error in the part

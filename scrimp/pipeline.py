@@ -25,7 +25,6 @@ import orjson
 
 from scrimp.canonical import ChatRequest, ChatResponse
 
-
 _ids = random.Random()  # seeded from the OS once; an id per request from os.urandom costs ~30 us here
 
 

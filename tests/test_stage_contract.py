@@ -210,3 +210,20 @@ def test_a_feature_false_hit_target_the_model_cannot_hold_is_refused_at_start(tm
     with pytest.raises(ConfigError, match=r"stages.semantic_cache: max_false_hit: no calibration for a false-hit "
                                           r"rate of 1e-06"):
         create_app(cfg)
+
+
+def test_prompt_cache_profiles_are_overridden_from_the_config(tmp_path):
+    from scrimp.gateway.config import parse
+
+    def stage(profiles):
+        cfg = parse({"models": [{"name": "claude-x", "provider": "anthropic", "base_url": "http://x"}],
+                     "stages": [{"name": "prompt_cache", "profiles": profiles}]})
+        return create_app(cfg).state.gateway.stages[0]
+
+    planner = stage({"anthropic": {"models": [{"match": "claude-x", "min_tokens": 2048}]}})
+    assert planner.profiles.for_model("anthropic", "claude-x").min_tokens == 2048
+    assert planner.profiles.for_model("anthropic", "claude-sonnet-4-6").min_tokens == 1024  # shipped ones stay
+    with pytest.raises(ConfigError, match=r"profiles.azure: expected one of 'anthropic', 'openai'"):
+        stage({"azure": {}})
+    with pytest.raises(ConfigError, match=r"profiles.anthropic.models\[0\]: each model profile needs a 'match'"):
+        stage({"anthropic": {"models": [{"min_tokens": 1}]}})

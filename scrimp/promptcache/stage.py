@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from scrimp import pricing
 from scrimp.canonical import ChatResponse
+from scrimp.options import Where
 from scrimp.pipeline import Call, Next, Reply
 from scrimp.promptcache.detector import CacheBusterDetector, split_volatile
 from scrimp.promptcache.planner import plan
@@ -29,8 +31,22 @@ class PromptCacheFeaturePolicy:
 
 
 @dataclass
+class ProviderProfiles:
+    """Overrides of the shipped profiles.yaml for one provider: defaults, and per-model entries
+    ({match: prefix, min_tokens, ...}) tried before the shipped ones."""
+
+    defaults: dict[str, Any] = field(default_factory=dict)
+    models: list[dict[str, Any]] = field(default_factory=list)
+
+    def check(self, where: Where) -> None:
+        for i, entry in enumerate(self.models):
+            if not isinstance(entry.get("match"), str):
+                raise where.key("models").item(i).error("each model profile needs a 'match' prefix")
+
+
+@dataclass
 class PromptCacheOptions:
-    profiles: str | None = None  # a YAML file of model cache profiles (default: the shipped profiles.yaml)
+    profiles: dict[Literal["anthropic", "openai"], ProviderProfiles] = field(default_factory=dict)
     move_volatile: bool = False  # move timestamp / id lines out of the cached system prompt
     features: dict[str, PromptCacheFeaturePolicy] = field(default_factory=dict)
 
@@ -51,7 +67,9 @@ class PromptCacheStage(Stage):
     @classmethod
     def build(cls, options: PromptCacheOptions, ctx: StageContext) -> PromptCacheStage:
         providers = {name: (spec.provider, spec.remote_name) for name, spec in ctx.models.items()}
-        return cls(providers, Profiles.load(options.profiles), move_volatile=options.move_volatile,
+        overrides = {provider: {"defaults": p.defaults, "models": p.models}
+                     for provider, p in options.profiles.items()}
+        return cls(providers, Profiles.load(overrides), move_volatile=options.move_volatile,
                    features=options.features)
 
     async def handle(self, call: Call, next: Next) -> Reply:

@@ -327,7 +327,7 @@ def from_options(options: SemanticCacheOptions) -> SemanticCacheStage:
     try:  # every false-hit target must be one the model's calibration supports: refused now, not per request
         if options.max_false_hit is not None:
             model.threshold = model.threshold_for(options.max_false_hit)
-        for name, policy in options.features.items():
+        for policy in options.features.values():
             if policy.max_false_hit is not None:
                 model.threshold_for(policy.max_false_hit)
     except ValueError as exc:
