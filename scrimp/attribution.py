@@ -32,7 +32,15 @@ def attribute(headers: Headers, req: ChatRequest) -> Attribution:
     tenant = tenant_of(headers, meta)
     user = headers.get("x-scrimp-user") or req.user or _str(meta.get("user_id"))
     feature = headers.get("x-scrimp-feature") or _str(meta.get("feature"))
-    return Attribution(tenant=tenant, user=user, feature=feature)
+    return Attribution(tenant=tenant, user=user, feature=feature, tags=tags_of(headers))
+
+
+TAG_PREFIX = "x-scrimp-tag-"
+
+
+def tags_of(headers: Headers) -> dict[str, str]:
+    """`x-scrimp-tag-<name>: <value>` headers (routing rules can match them; names are lower-case)."""
+    return {k[len(TAG_PREFIX):]: v for k, v in headers.items() if k.startswith(TAG_PREFIX) and len(k) > len(TAG_PREFIX)}
 
 
 def _str(value: object) -> str | None:

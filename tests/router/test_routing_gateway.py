@@ -55,6 +55,21 @@ def test_rules_policy_first_match_wins(make_gateway):
     assert ask(gw, "word " * 500).headers["x-scrimp-model"] == "gpt-4o"  # long prompt
 
 
+def test_rules_match_tags_sent_as_headers(make_gateway):
+    gw = make_gateway({"default": {"policy": "rules", "default": "gpt-4o-mini", "rules": [
+        {"if": {"tags": {"tier": "enterprise"}}, "model": "gpt-4o"}]}})
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0)
+
+    def model(headers):
+        return c.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=[{"role": "user", "content": EASY[0]}], extra_headers=headers,
+        ).headers["x-scrimp-model"]
+
+    assert model({"x-scrimp-tag-tier": "enterprise"}) == "gpt-4o"
+    assert model({"x-scrimp-tag-tier": "free"}) == "gpt-4o-mini"
+    assert model({}) == "gpt-4o-mini"
+
+
 def trained_router(tmp_path) -> str:
     data = write_labelled(tmp_path / "labelled.jsonl")
     router = str(tmp_path / "router.json")
