@@ -179,6 +179,9 @@ def simulated(sim_url: str, *, stages: list[dict[str, Any]] | None = None) -> Ga
 
 
 def with_stages(config: GatewayConfig, other: GatewayConfig) -> GatewayConfig:
-    """`config` running `other`'s stages (`scrimp serve --simulate --config FILE`)."""
+    """`config`'s models with everything else from `other` (`scrimp serve --simulate --config FILE`: the
+    simulator's models, the file's stages, upstream policy, body limit, host and port)."""
     config.stages, config.stage_wheres = other.stages, other.stage_wheres
+    config.upstream, config.max_body_bytes = other.upstream, other.max_body_bytes
+    config.host, config.port = other.host, other.port
     return config
