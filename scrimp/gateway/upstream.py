@@ -192,17 +192,23 @@ class Upstream:
         assemble = anthropic_fmt.assemble if spec.provider == "anthropic" else openai_fmt.assemble
 
         async def lines() -> AsyncIterator[str]:
+            # Read whatever has arrived and split it into lines: one timeout per network read, not per line.
             when, what = deadline, f"no first byte within {first_byte:g}s"
+            pending = b""
             while True:
                 try:
                     async with asyncio.timeout_at(when):
-                        raw = await resp.content.readline()
+                        chunk = await resp.content.readany()
                 except TimeoutError as exc:
                     raise APIError(504, f"upstream {spec.name} timed out: {what}") from exc
-                if not raw:
+                if not chunk:
+                    if pending:
+                        yield pending.decode("utf-8", "replace").rstrip("\r")
                     return
                 when, what = loop.time() + idle, f"no data for {idle:g}s"
-                yield raw.decode("utf-8", "replace").rstrip("\r\n")
+                *complete, pending = (pending + chunk).split(b"\n")
+                for raw in complete:
+                    yield raw.decode("utf-8", "replace").rstrip("\r")
 
         parsed = parser(lines(), state)
 
