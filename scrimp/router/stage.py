@@ -77,9 +77,9 @@ def _parse_route(name: str, raw: Any, models: set[str]) -> tuple[RouteSpec, dict
     for key in ("model", "default", "cheap", "strong"):
         if raw.get(key) is not None and raw[key] not in models:
             raise RouteConfigError(f"{where}.{key}: unknown model {raw[key]!r}")
-    for i, name in enumerate(raw.get("only_models") or []):
-        if name not in models:
-            raise RouteConfigError(f"{where}.only_models[{i}]: unknown model {name!r}")
+    for i, model in enumerate(raw.get("only_models") or []):
+        if model not in models:
+            raise RouteConfigError(f"{where}.only_models[{i}]: unknown model {model!r}")
     spec = RouteSpec(name, policy, model=raw.get("model"), default=raw.get("default"), cheap=raw.get("cheap"),
                      strong=raw.get("strong"), threshold=raw.get("threshold"),
                      verifier=dict(raw.get("verifier") or {}), only_models=list(raw.get("only_models") or []))
