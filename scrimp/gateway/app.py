@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,14 +16,16 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from scrimp.attribution import attribute, client_key
+from scrimp.canonical import ChatResponse, Usage
 from scrimp.formats import anthropic as anthropic_fmt
 from scrimp.formats import openai as openai_fmt
 from scrimp.formats.errors import APIError
 from scrimp.gateway.config import GatewayConfig
 from scrimp.gateway.stages import build_stages
 from scrimp.gateway.upstream import Upstream
+from scrimp.ledger.stage import record_call
 from scrimp.metrics import endpoint as metrics_endpoint
-from scrimp.pipeline import Call, Pipeline, Reply, events_from_response
+from scrimp.pipeline import Call, Pipeline, Reply, events_from_response, new_request_id
 from scrimp.tokens import count_tokens
 
 log = logging.getLogger("scrimp.gateway")
@@ -55,7 +56,7 @@ class Gateway:
 
 
 def _request_id() -> str:
-    return "req_" + uuid.uuid4().hex[:24]
+    return new_request_id()
 
 
 def _error(exc: APIError, fmt: str, request_id: str) -> JSONResponse:
@@ -246,10 +247,12 @@ async def count_tokens_endpoint(request: Request) -> Response:
 
 
 async def embeddings(request: Request) -> Response:
-    """Passed through to the embedding model's provider, with retries (priced by the provider, not cached).
-    Errors in OpenAI's shape."""
+    """Passed through to the embedding model's provider, with retries (not cached). Each call is a ledger row
+    priced from the provider's usage; errors in OpenAI's shape."""
     gateway: Gateway = request.app.state.gateway
     request_id = _request_id()
+    call: Call | None = None
+    spec: Any = None
     try:
         body = await _body(request, gateway.config.max_body_bytes)
         name = openai_fmt.check_model(body)
@@ -257,14 +260,29 @@ async def embeddings(request: Request) -> Response:
         if spec is None or spec.provider != "openai":
             raise APIError(404, f"The model '{name}' is not a configured embedding model.",
                            param="model", code="model_not_found")
-        call = Call(openai_fmt.parse_request({"model": spec.name, "messages": [{"role": "user", "content": ""}]}),
-                    request_id=request_id)
-        call.decisions["_client_key"] = client_key(request.headers)
+        req = openai_fmt.parse_request({"model": spec.name, "messages": [{"role": "user", "content": ""}]})
+        call = Call(req, attribute(request.headers, req), request_id=request_id)
+        call.decisions.update(_client_key=client_key(request.headers), endpoint="embeddings")
         content = await gateway.upstream.forward(spec, "/embeddings", {**body, "model": spec.remote_name}, call)
     except APIError as exc:
+        if call is not None and gateway.ledger is not None:
+            call.status, call.error = "error", exc.message[:500]
+            record_call(gateway.ledger, call, None, spec.name, spec.provider)
         return _error(exc, "openai", request_id)
+    if gateway.ledger is not None:
+        record_call(gateway.ledger, call, _embedding_usage(content, spec.name), spec.name, spec.provider)
     return Response(content, media_type="application/json",
                     headers={"x-scrimp-request-id": request_id, "x-scrimp-model": spec.name})
+
+
+def _embedding_usage(content: bytes, model: str) -> ChatResponse:
+    """The provider's usage of an embeddings answer, as a response the ledger can price (input tokens only)."""
+    try:
+        usage = orjson.loads(content).get("usage") or {}
+        tokens = int(usage.get("prompt_tokens") or usage.get("total_tokens") or 0)
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        tokens = 0
+    return ChatResponse(id="", model=model, content=[], usage=Usage(input=tokens))
 
 
 def _model_entry(spec: Any, fmt: str) -> dict[str, Any]:

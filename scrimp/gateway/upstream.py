@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 
+from scrimp import pricing
 from scrimp.canonical import ChatRequest, ChatResponse, Usage
 from scrimp.formats import anthropic as anthropic_fmt
 from scrimp.formats import openai as openai_fmt
@@ -128,8 +129,11 @@ class Upstream:
         return "/chat/completions", openai_fmt.build_request(req, spec.remote_name, stream=req.stream,
                                                              max_tokens_field=spec.max_tokens_field)
 
-    async def _retrying(self, call: Call, spec: ModelSpec, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Run `attempt` until it succeeds, fails for good, or the retries are spent."""
+    async def _retrying(self, call: Call, spec: ModelSpec, attempt: Callable[[], Awaitable[T]],
+                        timed_out_cost: Callable[[], float] | None = None) -> T:
+        """Run `attempt` until it succeeds, fails for good, or the retries are spent. An attempt that timed out
+        was most likely still answered and billed by the provider: `timed_out_cost` estimates that bill, and it
+        is charged to the call."""
         policy = self.config.upstream
         for n in range(policy.retries + 1):
             try:
@@ -138,6 +142,9 @@ class Upstream:
                 error = exc
             except TimeoutError:
                 error = APIError(504, f"upstream {spec.name} timed out")
+                if timed_out_cost is not None:
+                    call.spend(timed_out_cost(), f"attempt {n + 1} timed out; billed by the provider (estimated)",
+                               "upstream", spec.name)
             except aiohttp.ClientError as exc:
                 error = APIError(502, f"upstream {spec.name} unreachable: {type(exc).__name__}")
             if error.status not in RETRYABLE or n == policy.retries:
@@ -168,7 +175,7 @@ class Upstream:
             result.model = spec.name
             return Reply(response=result, served_model=spec.name, served_provider=spec.provider)
 
-        return await self._retrying(call, spec, attempt)
+        return await self._retrying(call, spec, attempt, None if req.stream else lambda: timed_out_cost(req, spec))
 
     async def _open_stream(self, call: Call, spec: ModelSpec, url: str, data: bytes,
                            headers: dict[str, str]) -> Reply:
@@ -337,6 +344,19 @@ def _json_problem(resp: ChatResponse, fmt: dict[str, Any]) -> str | None:
             return f"missing required keys: {', '.join(missing)}"
     resp.content = [{"type": "text", "text": text}]
     return None
+
+
+UNKNOWN_OUTPUT_TOKENS = 256  # a timed-out answer's output, when the request set no max_tokens
+
+
+def timed_out_cost(req: ChatRequest, spec: ModelSpec) -> float:
+    """What the provider bills for an answer the gateway stopped waiting for: the input as sent, and the output
+    estimated at the request's max_tokens (or UNKNOWN_OUTPUT_TOKENS)."""
+    usage = Usage(input=estimate_input_tokens(Call(req)), output=req.max_tokens or UNKNOWN_OUTPUT_TOKENS)
+    try:
+        return pricing.cost(spec.name, spec.provider, usage)
+    except pricing.UnknownPrice:
+        return 0.0
 
 
 def estimate_input_tokens(call: Call) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import anthropic
@@ -26,6 +27,7 @@ def faulty(tmp_path):
         "claude-haiku-4-5": ModelConfig("claude-haiku-4-5", "anthropic", faults=Faults(rate_529=1.0)),
         "claude-sonnet-4-6": ModelConfig("claude-sonnet-4-6", "anthropic", per_token_ms=30.0),
         "gpt-4.1": ModelConfig("gpt-4.1", "openai", faults=Faults(slow=1.0, slow_ms=3000)),
+        "text-embedding-3-small": ModelConfig("text-embedding-3-small", "openai", "cheap", kind="embedding"),
     })
     with run_simulator(sim_cfg) as (sim_url, sim_app):
         models = [
@@ -36,6 +38,7 @@ def faulty(tmp_path):
             {"name": "claude-haiku-4-5", "provider": "anthropic", "base_url": sim_url, "api_key": "k"},
             {"name": "claude-sonnet-4-6", "provider": "anthropic", "base_url": sim_url, "api_key": "k"},
             {"name": "gpt-4.1", "provider": "openai", "base_url": sim_url + "/v1", "api_key": "k"},
+            {"name": "text-embedding-3-small", "provider": "openai", "base_url": sim_url + "/v1", "api_key": "k"},
         ]
         cfg = parse({"models": models, "upstream": {"retries": 2, "backoff_s": 0.01, "max_backoff_s": 0.05,
                                                     "timeout_s": 0.3},
@@ -90,6 +93,29 @@ def test_upstream_timeouts_are_retried_then_surfaced_as_504(faulty):
     assert exc.value.status_code == 504 and "timed out" in exc.value.body["message"]
     assert sim.counters.snapshot()["models"]["gpt-4.1"]["requests"] == 3  # tried three times
     assert rows(app)[0][2] == "error"
+    # the provider still answered (and billed) each attempt: charged to the call, the output estimated at
+    # max_tokens (5 tokens at gpt-4.1's $8/M) and the input ("hello" plus message framing, at $2/M)
+    store = app.state.gateway.ledger
+    (cost, decisions), = store.query("SELECT cost_usd, decisions FROM calls")
+    costs = json.loads(decisions)["costs"]
+    assert [c["what"].split(";")[0] for c in costs] == [f"attempt {n} timed out" for n in (1, 2, 3)]
+    assert all(5 * 8 / 1e6 < c["usd"] < (20 * 2 + 5 * 8) / 1e6 for c in costs)
+    assert cost == pytest.approx(sum(c["usd"] for c in costs))
+    assert [r[0] for r in store.query("SELECT lever FROM savings WHERE kind = 'cost'")] == ["upstream"] * 3
+
+
+def test_embeddings_calls_are_ledger_rows(faulty):
+    url, app, _sim = faulty
+    client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+    r = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input=["one two three", "four"],
+                                                   extra_headers={"x-scrimp-feature": "search"})
+    tokens = r.parse().usage.prompt_tokens
+    store = app.state.gateway.ledger
+    store.flush()
+    (rid, feature, model, inp, cost, status), = store.query(
+        "SELECT request_id, feature, served_model, input_tokens, cost_usd, status FROM calls")
+    assert (rid, feature, model, status) == (r.headers["x-scrimp-request-id"], "search", "text-embedding-3-small", "ok")
+    assert inp == tokens > 0 and cost == pytest.approx(tokens * 0.02 / 1e6)  # $0.02 per M tokens
 
 
 def test_client_hanging_up_mid_stream_is_recorded_with_what_was_used(faulty):
