@@ -3,31 +3,43 @@
 from __future__ import annotations
 
 import hashlib
-
-from starlette.datastructures import Headers
+from collections.abc import Mapping
+from functools import lru_cache
 
 from scrimp.canonical import ChatRequest
 from scrimp.pipeline import Attribution
 
 
-def client_key(headers: Headers) -> str:
+def client_key(headers: Mapping[str, str]) -> str:
     auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
     return headers.get("x-api-key", "").strip()
 
 
-def tenant_of(headers: Headers, meta: dict | None = None) -> str:
+def tenant_of(headers: Mapping[str, str], meta: dict | None = None) -> str:
     tenant = headers.get("x-scrimp-tenant") or _str((meta or {}).get("tenant"))
     if not tenant:
         # No tenant named: derive it from the caller's credentials (a hash, never the key itself), so two
         # callers never share cached answers unless configured to.
         key = client_key(headers)
-        tenant = "key-" + hashlib.sha256(key.encode()).hexdigest()[:16] if key else "anonymous"
+        tenant = key_tenant(key) if key else "anonymous"
     return tenant
 
 
-def attribute(headers: Headers, req: ChatRequest) -> Attribution:
+@lru_cache(maxsize=4096)
+def key_tenant(key: str) -> str:
+    """The tenant of a caller that named none: a hash of its key (callers repeat, so it is kept)."""
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def plain_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """An ASGI scope's headers as one dict with lower-case names (read once; a request's headers are looked
+    up about ten times on its way, and each lookup in Starlette's `Headers` is a scan)."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
+
+
+def attribute(headers: Mapping[str, str], req: ChatRequest) -> Attribution:
     meta = req.metadata if isinstance(req.metadata, dict) else {}
     tenant = tenant_of(headers, meta)
     user = headers.get("x-scrimp-user") or req.user or _str(meta.get("user_id"))
@@ -38,7 +50,7 @@ def attribute(headers: Headers, req: ChatRequest) -> Attribution:
 TAG_PREFIX = "x-scrimp-tag-"
 
 
-def tags_of(headers: Headers) -> dict[str, str]:
+def tags_of(headers: Mapping[str, str]) -> dict[str, str]:
     """`x-scrimp-tag-<name>: <value>` headers (routing rules can match them; names are lower-case)."""
     return {k[len(TAG_PREFIX):]: v for k, v in headers.items() if k.startswith(TAG_PREFIX) and len(k) > len(TAG_PREFIX)}
 

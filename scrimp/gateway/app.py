@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from scrimp.attribution import attribute, client_key
+from scrimp.attribution import attribute, client_key, plain_headers
 from scrimp.canonical import ChatResponse, Usage
 from scrimp.formats import anthropic as anthropic_fmt
 from scrimp.formats import openai as openai_fmt
@@ -154,9 +154,10 @@ async def handle_chat(request: Request, fmt: str) -> Response:
         if gateway.config.model(req.model) is None:
             raise APIError(404, f"The model '{req.model}' does not exist or is not configured in scrimp.",
                            param="model", code="model_not_found")
-        call = Call(req, attribute(request.headers, req), request_id=request_id,
-                    cache_control=_cache_control(request.headers.get("x-scrimp-cache-control")))
-        call.decisions["_client_key"] = client_key(request.headers)
+        headers = plain_headers(request.scope["headers"])
+        call = Call(req, attribute(headers, req), request_id=request_id,
+                    cache_control=_cache_control(headers.get("x-scrimp-cache-control")))
+        call.decisions["_client_key"] = client_key(headers)
         reply = await gateway.pipeline(call)
     except APIError as exc:
         return _error(exc, fmt, request_id)
