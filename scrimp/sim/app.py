@@ -21,7 +21,8 @@ from scrimp.sim.limits import FaultInjector, RateLimiter
 from scrimp.sim.openai_prompt_cache import OpenAIPromptCache
 
 # Modules that contribute routes, each exposing `routes() -> list[Route]`. Optional ones may be absent.
-ROUTE_MODULES = ["scrimp.sim.openai_api", "scrimp.sim.anthropic_api", "scrimp.sim.batches"]
+ROUTE_MODULES = ["scrimp.sim.openai_api", "scrimp.sim.openai_responses", "scrimp.sim.anthropic_api",
+                 "scrimp.sim.batches"]
 
 
 @dataclass

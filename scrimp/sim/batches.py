@@ -20,11 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from scrimp.sim import anthropic_api, openai_api
+from scrimp.sim import anthropic_api, openai_api, openai_responses
 from scrimp.sim.app import SimState, check_key, read_json, state_of
 from scrimp.sim.errors import SimError, invalid
 
-OPENAI_ENDPOINTS = {"/v1/chat/completions", "/v1/embeddings"}
+OPENAI_ENDPOINTS = {"/v1/chat/completions", "/v1/responses", "/v1/embeddings"}
 
 
 @dataclass
@@ -216,6 +216,8 @@ async def _run_openai_batch(state: SimState, batch: dict[str, Any], window_s: fl
                 usage, gens, _ = openai_api.run_completion(state, line["body"])
                 model = line["body"]["model"]
                 result = openai_api.completion_body(model, gens, usage, "chatcmpl-" + uuid.uuid4().hex[:24])
+            elif batch["endpoint"] == "/v1/responses":
+                result = openai_responses.run_response(state, dict(line["body"], stream=False))[0]
             else:
                 result = _embedding_body(state, line["body"])
             out.append({"id": "batch_req_" + uuid.uuid4().hex[:24], "custom_id": line["custom_id"],

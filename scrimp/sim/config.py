@@ -48,6 +48,9 @@ class ModelConfig:
     # "max_tokens" (they want max_completion_tokens), "temperature" and "top_p"; recent Claude models refuse
     # "top_p" together with "temperature" (listed as "temperature+top_p").
     rejects: list[str] = field(default_factory=list)
+    # A reasoning model (o-series, gpt-5): spends hidden reasoning tokens before it answers, reported as
+    # reasoning_tokens and billed as output; takes `reasoning_effort` / `reasoning.effort`, which others refuse.
+    reasoning: bool = False
     faults: Faults = field(default_factory=Faults)
 
 
@@ -97,6 +100,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
             if isinstance(default, (int, float)) and not isinstance(default, bool):
                 if not isinstance(value, (int, float)) or isinstance(value, bool):
                     raise ConfigError(f"{where}.{key}: expected a number, got {value!r}")
+            elif isinstance(default, bool) and not isinstance(value, bool):
+                raise ConfigError(f"{where}.{key}: expected true or false, got {value!r}")
             elif isinstance(default, str) and not isinstance(value, str):
                 raise ConfigError(f"{where}.{key}: expected a string, got {value!r}")
             if cls is Faults and key != "slow_ms" and not 0 <= value <= 1:

@@ -30,6 +30,7 @@ class Generation:
     stop_sequence: str | None = None
     output_tokens: int = 0
     correct: bool | None = None  # for workload prompts: did the model give the reference answer
+    reasoning_tokens: int = 0  # reasoning models: hidden tokens spent before the reply (billed as output)
 
 
 def seed_of(*parts: Any) -> int:
@@ -80,25 +81,47 @@ def wrong_answer(reference: str, rng: random.Random) -> str:
     return f"Not {ref}."
 
 
-def json_from_schema(schema: dict[str, Any], rng: random.Random, depth: int = 0) -> Any:
-    """A value that fits a JSON schema (the subset structured outputs use)."""
+# Reasoning effort -> scale of the hidden reasoning (OpenAI's levels; "none"/"minimal" reason little or not at all).
+EFFORTS = {"none": 0.0, "minimal": 0.0, "low": 0.35, "medium": 1.0, "high": 2.5, "xhigh": 4.0, "max": 6.0}
+
+
+def reasoning_tokens(seed: int, effort: str | None) -> int:
+    """Hidden reasoning tokens a reasoning model spends on a request: ~400 at medium effort, log-normal."""
+    scale = EFFORTS[effort or "medium"]
+    if not scale:
+        return 0
+    rng = random.Random(seed ^ 0x5EA5_0000)
+    return max(16, int(rng.lognormvariate(6.0, 0.5) * scale))
+
+
+def json_from_schema(schema: dict[str, Any], rng: random.Random, depth: int = 0,
+                     root: dict[str, Any] | None = None) -> Any:
+    """A value that fits a JSON schema (the subset structured outputs use, with local `$ref`s as Pydantic
+    writes them: `#/$defs/Name`)."""
+    root = schema if root is None else root
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/") and depth < 8:
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        return json_from_schema(target if isinstance(target, dict) else {}, rng, depth + 1, root)
     if "enum" in schema:
         return rng.choice(schema["enum"])
     if "const" in schema:
         return schema["const"]
     for combo in ("anyOf", "oneOf"):
         if combo in schema:
-            return json_from_schema(schema[combo][0], rng, depth)
+            return json_from_schema(schema[combo][0], rng, depth, root)
     kind = schema.get("type", "object")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object":
         props = schema.get("properties", {})
-        return {k: json_from_schema(v, rng, depth + 1) for k, v in props.items()}
+        return {k: json_from_schema(v, rng, depth + 1, root) for k, v in props.items()}
     if kind == "array":
         items = schema.get("items", {"type": "string"})
         n = max(schema.get("minItems", 1), 1) if depth < 4 else 0
-        return [json_from_schema(items, rng, depth + 1) for _ in range(min(n + rng.randint(0, 2), 3))]
+        return [json_from_schema(items, rng, depth + 1, root) for _ in range(min(n + rng.randint(0, 2), 3))]
     if kind == "string":
         return " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 4)))
     if kind == "integer":

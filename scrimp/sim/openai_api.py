@@ -132,13 +132,13 @@ def forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     return {"name": fn["name"], "parameters": fn.get("parameters") or {"type": "object", "properties": {}}}
 
 
-def usage_block(prompt: int, cached: int, completion: int) -> dict[str, Any]:
+def usage_block(prompt: int, cached: int, completion: int, reasoning: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+        "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0,
                                       "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
     }
 
@@ -165,6 +165,13 @@ def run_completion(state: SimState, body: dict[str, Any]) -> tuple[dict[str, Any
         if body.get(key) is not None:
             hint = " Use 'max_completion_tokens' instead." if key == "max_tokens" else ""
             raise invalid(f"Unsupported parameter: '{key}' is not supported with this model.{hint}", key)
+    effort = body.get("reasoning_effort")
+    if effort is not None and not model.reasoning:
+        raise invalid("Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+                      "reasoning_effort")
+    if effort is not None and (not isinstance(effort, str) or effort not in engine.EFFORTS):
+        raise invalid(f"Invalid value: {effort!r}. Supported values are: {', '.join(map(repr, engine.EFFORTS))}.",
+                      "reasoning_effort")
     tokens = prompt_tokens(body)
     n_prompt = len(tokens)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -181,17 +188,29 @@ def run_completion(state: SimState, body: dict[str, Any]) -> tuple[dict[str, Any
     seed = engine.seed_of(model.name, tokens, fmt,
                           body.get("temperature"), body.get("seed"))
     tool = forced_tool(body)
-    gens = [
-        engine.generate(state.config, model, prompt=final_user_text(body), seed=seed + i, max_tokens=max_tokens,
-                        stop=stops, json_schema=(fmt.get("json_schema") or {}).get("schema")
-                        if fmt.get("type") == "json_schema" else None,
-                        json_mode=fmt.get("type") == "json_object", forced_tool=tool)
-        for i in range(body.get("n") or 1)
-    ]
-    out = sum(g.output_tokens for g in gens)
+    gens = []
+    for i in range(body.get("n") or 1):
+        # A reasoning model thinks first; its hidden tokens count against max_tokens, and may use all of it.
+        thought = engine.reasoning_tokens(seed + i, effort) if model.reasoning else 0
+        budget = max_tokens
+        if max_tokens is not None:
+            thought = min(thought, max_tokens)
+            budget = max_tokens - thought
+        if budget == 0:
+            gen = engine.Generation(finish="length")
+        else:
+            gen = engine.generate(state.config, model, prompt=final_user_text(body), seed=seed + i,
+                                  max_tokens=budget, stop=stops,
+                                  json_schema=(fmt.get("json_schema") or {}).get("schema")
+                                  if fmt.get("type") == "json_schema" else None,
+                                  json_mode=fmt.get("type") == "json_object", forced_tool=tool)
+        gen.reasoning_tokens = thought
+        gens.append(gen)
+    reasoning = sum(g.reasoning_tokens for g in gens)
+    out = sum(g.output_tokens for g in gens) + reasoning
     state.counters.record(model.name, input_tokens=n_prompt - cached, output_tokens=out, cache_read=cached,
                           cache_write=n_prompt - cached if n_prompt >= 1024 else 0)
-    return usage_block(n_prompt, cached, out), gens, out
+    return usage_block(n_prompt, cached, out, reasoning), gens, out
 
 
 def completion_body(model: str, gens: list[engine.Generation], usage: dict[str, Any], cid: str) -> dict[str, Any]:
@@ -252,6 +271,8 @@ async def stream_chunks(state: SimState, model: Any, gens: list[engine.Generatio
     stall = state.faults.stall_stream(model)
     per_token = model.per_token_ms / 1000.0
     for i, gen in enumerate(gens):
+        if per_token and gen.reasoning_tokens:  # a reasoning model thinks before its first visible token
+            await asyncio.sleep(per_token * gen.reasoning_tokens)
         yield chunk(i, {"role": "assistant", "content": "" if not gen.tool_calls else None, "refusal": None})
         if gen.tool_calls:
             for j, call in enumerate(gen.tool_calls):
