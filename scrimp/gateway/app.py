@@ -23,9 +23,10 @@ from scrimp.formats.errors import APIError
 from scrimp.gateway.config import GatewayConfig
 from scrimp.gateway.stages import build_stages
 from scrimp.gateway.upstream import Upstream
+from scrimp.gateway.wire import ANTHROPIC, OPENAI, Wire, error_response, request_id
 from scrimp.ledger.stage import record_call
 from scrimp.metrics import endpoint as metrics_endpoint
-from scrimp.pipeline import Call, Pipeline, Reply, events_from_response, new_request_id
+from scrimp.pipeline import Call, Pipeline, Reply, collect, events_from_response
 from scrimp.tokens import count_tokens
 
 log = logging.getLogger("scrimp.gateway")
@@ -55,14 +56,8 @@ class Gateway:
         await self.upstream.close()
 
 
-def _request_id() -> str:
-    return new_request_id()
-
-
-def _error(exc: APIError, fmt: str, request_id: str) -> JSONResponse:
-    headers = dict(exc.headers)
-    headers["x-scrimp-request-id"] = request_id
-    return JSONResponse(exc.body(fmt), status_code=exc.status if exc.status >= 400 else 502, headers=headers)
+_request_id = request_id
+_error = error_response
 
 
 def _shape_of(request: Request) -> str:
@@ -145,54 +140,31 @@ def _cache_control(value: str | None) -> set[str]:
     return {part.strip().lower() for part in (value or "").split(",") if part.strip()}
 
 
-async def handle_chat(request: Request, fmt: str) -> Response:
+async def handle_chat(request: Request, wire: Wire) -> Response:
+    """Parse with the client's wire, run the pipeline, render (or stream) the answer with the same wire."""
     gateway: Gateway = request.app.state.gateway
     request_id = _request_id()
     try:
         body = await _body(request, gateway.config.max_body_bytes)
-        req = anthropic_fmt.parse_request(body) if fmt == "anthropic" else openai_fmt.parse_request(body)
+        headers = plain_headers(request.scope["headers"])
+        req = await wire.parse(body, headers)
         if gateway.config.model(req.model) is None:
             raise APIError(404, f"The model '{req.model}' does not exist or is not configured in scrimp.",
                            param="model", code="model_not_found")
-        headers = plain_headers(request.scope["headers"])
         call = Call(req, attribute(headers, req), request_id=request_id,
                     cache_control=_cache_control(headers.get("x-scrimp-cache-control")))
         call.decisions["_client_key"] = client_key(headers)
         reply = await gateway.pipeline(call)
+        if not req.stream:
+            # a stage may have turned it into a stream: drained for a non-streaming client
+            resp = reply.response if reply.response is not None else await collect(reply)
+            payload = await wire.render(resp, call)
+            return Response(orjson.dumps(payload), media_type="application/json", headers=_headers(call, reply))
     except APIError as exc:
-        return _error(exc, fmt, request_id)
-    if not req.stream:
-        resp = reply.response
-        if resp is None:  # a stage turned it into a stream; drain it for a non-streaming client
-            from scrimp.pipeline import collect
-
-            resp = await collect(reply)
-        payload = anthropic_fmt.render_response(resp) if fmt == "anthropic" else openai_fmt.render_response(resp)
-        return Response(orjson.dumps(payload), media_type="application/json", headers=_headers(call, reply))
+        return _error(exc, wire.shape, request_id)
     events = reply.stream if reply.stream is not None else replay(reply.response)  # type: ignore[arg-type]
-    if fmt == "anthropic":
-        writer: Any = anthropic_fmt.StreamWriter(reply.served_model or req.model)
-    else:
-        writer = openai_fmt.StreamWriter(reply.served_model or req.model, req.include_usage,
-                                         "chatcmpl-" + request_id[4:])
-
-    async def sse() -> AsyncIterator[bytes]:
-        try:
-            async for event in events:
-                chunk = writer.event(event)
-                if chunk:
-                    yield chunk
-        except APIError as exc:
-            # Mid-stream failure: tell the client in its own format, then end the stream.
-            if fmt == "anthropic":
-                yield b"event: error\ndata: " + orjson.dumps(exc.body("anthropic")) + b"\n\n"
-            else:
-                yield b"data: " + orjson.dumps(exc.body("openai")) + b"\n\n"
-        finally:
-            with contextlib.suppress(Exception):
-                await events.aclose()  # type: ignore[attr-defined]
-
-    return StreamingResponse(sse(), media_type="text/event-stream",
+    return StreamingResponse(wire.stream(events, call, reply.served_model or req.model),
+                             media_type="text/event-stream",
                              headers={**_headers(call, reply), "cache-control": "no-cache"})
 
 
@@ -214,11 +186,11 @@ async def replay(resp: Any) -> AsyncIterator[Any]:
 
 
 async def chat_completions(request: Request) -> Response:
-    return await handle_chat(request, "openai")
+    return await handle_chat(request, OPENAI)
 
 
 async def messages(request: Request) -> Response:
-    return await handle_chat(request, "anthropic")
+    return await handle_chat(request, ANTHROPIC)
 
 
 async def count_tokens_endpoint(request: Request) -> Response:
