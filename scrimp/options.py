@@ -117,6 +117,9 @@ def convert(tp: Any, value: Any, where: Where) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        others = [a for a in args if a is not type(None)]
+        if len(others) == 1:  # X | None: X's own error, which names the key inside it
+            return convert(others[0], value, where)
         for arg in args:
             if arg is type(None):
                 continue

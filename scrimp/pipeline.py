@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from scrimp.canonical import ChatRequest, ChatResponse
+from scrimp.canonical import ChatRequest, ChatResponse, Usage
 
 _ids = random.Random()  # seeded from the OS once; an id per request from os.urandom costs ~30 us here
 
@@ -70,20 +70,44 @@ class Reply:
 
 
 @dataclass
+class Counterfactual:
+    """The call as it would have been without the levers settled so far: the usage it would have had and the
+    model that would have answered. The ledger starts from what really happened and settles the savings
+    innermost first, each lever undoing its own effect, so the sum of the savings is exactly the cost of the
+    call with no lever minus what it cost (a routed call whose prefix was also prompt-cached: the planner
+    prices the uncached input at the model that answered, the router that same input at the requested model)."""
+
+    usage: Usage
+    model: str
+    provider: str | None = None
+
+
+# A priced saving: given the call without the levers inside this one, what this lever saved, and the call
+# without this lever either.
+Pricer = Callable[[Counterfactual], tuple[float, Counterfactual]]
+
+
+@dataclass
 class Saving:
-    """What one lever saved on one call, in USD, and what it compared against. A saving only known once the
-    answer's usage is (a routed or prompt-cached call) gives `priced`, called by the ledger with the final
-    response; a negative figure is a lever that cost more than it saved on this call (a cache write)."""
+    """What one lever saved on one call, in USD, and what it compared against. A saving known only once the
+    answer's usage is (a routed or prompt-cached call) gives `priced` (see Counterfactual); a negative figure is
+    a lever that cost more than it saved on this call (a cache write)."""
 
     lever: str
     compared_to: str
     usd: float = 0.0
-    priced: Callable[[ChatResponse | None], float] | None = None
+    priced: Pricer | None = None
 
-    def settle(self, resp: ChatResponse | None) -> float:
+    def settle(self, without_inner: Counterfactual | None) -> Counterfactual | None:
+        """Fix `usd`; returns the call without this lever as well (None when nothing was answered)."""
         if self.priced is not None:
-            self.usd, self.priced = float(self.priced(resp)), None
-        return self.usd
+            if without_inner is None:
+                self.usd = 0.0
+            else:
+                usd, without_inner = self.priced(without_inner)
+                self.usd = float(usd)
+            self.priced = None
+        return without_inner
 
 
 @dataclass
@@ -132,8 +156,7 @@ class Call:
         self.requested_model = self.requested_model or self.request.model
         self.target_model = self.target_model or self.request.model
 
-    def save(self, lever: str, compared_to: str, usd: float = 0.0,
-             priced: Callable[[ChatResponse | None], float] | None = None) -> None:
+    def save(self, lever: str, compared_to: str, usd: float = 0.0, priced: Pricer | None = None) -> None:
         """Record that `lever` made this call cheaper (see Saving)."""
         self.savings.append(Saving(lever, compared_to, usd, priced))
 
@@ -159,7 +182,6 @@ class Call:
             self.decisions.setdefault(key, value)
         self.savings.extend(attempt.savings)
         self.costs.extend(attempt.costs)
-        self.request = attempt.request
         self.first_token_at = self.first_token_at or attempt.first_token_at
 
 
@@ -211,6 +233,24 @@ async def events_from_response(resp: ChatResponse) -> AsyncIterator[StreamEvent]
             yield StreamEvent("tool_delta", index=index, text=orjson.dumps(block.get("input", {})).decode())
         yield StreamEvent("block_stop", index=index)
     yield StreamEvent("done", response=resp)
+
+
+async def replay(resp: ChatResponse) -> AsyncIterator[StreamEvent]:
+    """A complete response as a stream with every choice (n > 1), then the final event: a cache hit or a
+    cascade's accepted answer asked for as a stream."""
+    done = None
+    async for event in events_from_response(resp):
+        if event.kind == "done":
+            done = event
+        else:
+            yield event
+    for choice, (blocks, _stop) in enumerate(resp.extra_choices, start=1):
+        async for event in events_from_response(dataclasses.replace(resp, content=blocks, extra_choices=[])):
+            if event.kind != "done":
+                event.choice = choice
+                yield event
+    if done is not None:
+        yield done
 
 
 async def collect(reply: Reply) -> ChatResponse:

@@ -19,10 +19,11 @@ and knows no lever by name.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from scrimp.models import ModelSpec
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from scrimp.metrics import Sample
 
 ENTRY_POINT_GROUP = "scrimp.stages"
+log = logging.getLogger("scrimp.stage")
 
 
 @dataclass
@@ -133,18 +135,46 @@ class Stage:
 
 
 # -- the registry ---------------------------------------------------------------------------------------------
-_registry: dict[str, type[Stage]] | None = None
+_registry: dict[str, Any] | None = None  # name -> an entry point (loaded on first use) or a class
+_registered: dict[str, type[Stage]] = {}  # register(): kept across reloads
+
+# Built-in stages, by the same names and classes as scrimp's own entry points: used only when scrimp's
+# package metadata is not there (a checkout put on sys.path without being installed).
+BUILT_INS = {
+    "ledger": "scrimp.ledger.stage:LedgerStage",
+    "exact_cache": "scrimp.cache.exact:ExactCacheStage",
+    "semantic_cache": "scrimp.cache.semantic.stage:SemanticCacheStage",
+    "router": "scrimp.router.stage:RouterStage",
+    "prompt_cache": "scrimp.promptcache.stage:PromptCacheStage",
+}
 
 
-def registry(*, reload: bool = False) -> dict[str, type[Stage]]:
-    """Stage name -> class, from every installed package's `scrimp.stages` entry points."""
+def registry(*, reload: bool = False) -> dict[str, Any]:
+    """Stage name -> class (or its not yet loaded entry point), from every installed package's
+    `scrimp.stages` entry points and `register()`. Two packages claiming one name: scrimp's own wins, and
+    the clash is logged."""
     global _registry
     if _registry is None or reload:
-        found: dict[str, type[Stage]] = {}
+        found: dict[str, Any] = {}
         for ep in entry_points(group=ENTRY_POINT_GROUP):
-            found.setdefault(ep.name, ep)  # type: ignore[arg-type]  # loaded on first use
-        _registry = found  # type: ignore[assignment]
-    return _registry  # type: ignore[return-value]
+            owner = ep.dist.name if ep.dist is not None else "?"
+            if ep.name in found:
+                keep = ep if owner == "scrimp" else found[ep.name]
+                log.warning("stage %r is registered by two packages (%s and %s); using %s's", ep.name,
+                            owner, _owner(found[ep.name]), _owner(keep))
+                found[ep.name] = keep
+            else:
+                found[ep.name] = ep
+        if not any(name in found for name in BUILT_INS):
+            found.update({name: EntryPoint(name, ref, ENTRY_POINT_GROUP) for name, ref in BUILT_INS.items()})
+        found.update(_registered)
+        _registry = found
+    return _registry
+
+
+def _owner(ep: Any) -> str:
+    dist = getattr(ep, "dist", None)
+    return dist.name if dist is not None else "scrimp"
 
 
 def stage_class(name: str, where: Where | None = None) -> type[Stage]:
@@ -157,11 +187,13 @@ def stage_class(name: str, where: Where | None = None) -> type[Stage]:
     entry = known[name]
     if not isinstance(entry, type):
         try:
-            entry = entry.load()  # type: ignore[attr-defined]
+            entry = entry.load()
         except (ImportError, AttributeError) as exc:
             raise where.error(f"stage {name!r} cannot be loaded: {exc}") from exc
         if not (isinstance(entry, type) and issubclass(entry, Stage)):
             raise where.error(f"stage {name!r} is registered as {entry!r}, which is not a scrimp Stage")
+        if entry.name != name:
+            raise where.error(f"stage {name!r} is registered as {entry.__name__}, whose name is {entry.name!r}")
         known[name] = entry
     return entry
 
@@ -195,6 +227,7 @@ def build_stage(name: str, section: dict[str, Any], ctx: StageContext, where: Wh
 def register(name: str, cls: type[Stage]) -> None:
     """Register a stage class in this process (an application embedding scrimp; entry points are the
     way for packages)."""
+    _registered[name] = cls
     registry()[name] = cls
 
 

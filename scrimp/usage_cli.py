@@ -28,9 +28,12 @@ def usage(db: str | None, dsn: str | None, config_path: str | None, by: str, sin
 
     section: dict = {}
     if config_path:
-        from scrimp.gateway.config import load
+        from scrimp.gateway.config import ConfigError, load
 
-        section = next((s for s in load(config_path).stages if s["name"] == "ledger"), {})
+        try:
+            section = next((s for s in load(config_path, models_required=False).stages if s["name"] == "ledger"), {})
+        except ConfigError as exc:
+            raise click.ClickException(f"config refused: {exc}") from exc
     if dsn or section.get("dsn"):
         store = PostgresLedger(dsn or section["dsn"], section.get("schema", "public"))
     else:

@@ -167,6 +167,12 @@ class _Recorder:
                      served_model=call.target_model, served_provider="anthropic")
 
 
+def _router_options(routes: dict) -> RouterOptions:
+    from scrimp.options import Where, parse_options
+
+    return parse_options(RouterOptions, {"routes": routes}, Where())
+
+
 def _markers(req: ChatRequest) -> int:
     blocks = req.system + req.tools + [b for m in req.messages for b in m["content"]]
     return sum("cache_control" in b for b in blocks)
@@ -178,7 +184,7 @@ async def test_a_cascade_attempt_never_leaks_its_prompt_cache_breakpoints_into_t
     models = {n: ModelSpec(n, "anthropic", "http://x") for n in ("claude-haiku-4-5", "claude-sonnet-4-6")}
     terminal = _Recorder()
     ctx = StageContext(models, terminal)
-    router = RouterStage.build(RouterOptions(routes={"default": {
+    router = RouterStage.build(_router_options({"default": {
         "policy": "cascade", "cheap": "claude-haiku-4-5", "strong": "claude-sonnet-4-6", "checks": ["nonempty"]}}),
         ctx)
     planner = PromptCacheStage.build(PromptCacheOptions(), ctx)
@@ -227,3 +233,102 @@ def test_prompt_cache_profiles_are_overridden_from_the_config(tmp_path):
         stage({"azure": {}})
     with pytest.raises(ConfigError, match=r"profiles.anthropic.models\[0\]: each model profile needs a 'match'"):
         stage({"anthropic": {"models": [{"min_tokens": 1}]}})
+
+
+# -- savings arithmetic: each lever undoes its own effect, innermost first (prices by hand, per M tokens:
+# claude-sonnet-4-6 $3 in / $15 out / $0.30 cache read; claude-haiku-4-5 $1 / $5 / $0.10; gpt-4o $2.50 / $10;
+# gpt-4o-mini $0.15 / $0.60)
+
+class _Answer:
+    """A terminal answering with fixed usage, as `served` (a fallback may answer instead of the routed model)."""
+
+    def __init__(self, usage: Usage, served: str | None = None, provider: str = "anthropic") -> None:
+        self.usage, self.served, self.provider = usage, served, provider
+
+    async def __call__(self, call: Call) -> Reply:
+        served = self.served or call.target_model
+        return Reply(response=ChatResponse(id="x", model=served, content=[{"type": "text", "text": "ok"}],
+                                           usage=self.usage), served_model=served, served_provider=self.provider)
+
+
+def _ledger_pipeline(tmp_path, routes, terminal, models, planner=False):
+    from scrimp.ledger.stage import LedgerOptions, LedgerStage
+    from scrimp.models import ModelSpec
+
+    ctx = StageContext({n: ModelSpec(n, p, "http://x") for n, p in models.items()}, terminal)
+    stages = [LedgerStage.build(LedgerOptions(path=str(tmp_path / "l.db")), ctx),
+              RouterStage.build(_router_options(routes), ctx)]
+    if planner:
+        stages.append(PromptCacheStage.build(PromptCacheOptions(), ctx))
+    ctx.seal()
+    return Pipeline(stages, terminal), stages[0].store
+
+
+def _request(model: str, system_words: int = 0) -> ChatRequest:
+    system = [{"type": "text", "text": "Follow the house style. " * system_words}] if system_words else []
+    return ChatRequest(model=model, system=system,
+                       messages=[{"role": "user", "content": [{"type": "text", "text": "Summarise it."}]}])
+
+
+async def test_a_routed_call_whose_prefix_was_prompt_cached_is_measured_against_the_requested_model_uncached(
+        tmp_path):
+    usage = Usage(input=1000, cache_read=9000, output=100)
+    pipeline, store = _ledger_pipeline(
+        tmp_path, {"default": {"policy": "fixed", "model": "claude-haiku-4-5"}}, _Answer(usage),
+        {"claude-haiku-4-5": "anthropic", "claude-sonnet-4-6": "anthropic"}, planner=True)
+    call = Call(_request("claude-sonnet-4-6", system_words=1500))
+    await pipeline(call)
+    store.flush()
+    (cost, baseline, saved, levers), = store.query("SELECT cost_usd, baseline_usd, saved_usd, saving_stage FROM calls")
+    actual = (1000 * 1 + 9000 * 0.10 + 100 * 5) / 1e6  # haiku, as answered
+    haiku_uncached = (10000 * 1 + 100 * 5) / 1e6
+    sonnet_uncached = (10000 * 3 + 100 * 15) / 1e6  # what the client asked for, with no lever at all
+    assert cost == pytest.approx(actual) and baseline == pytest.approx(sonnet_uncached)
+    assert saved == pytest.approx(sonnet_uncached - actual)
+    by_lever = dict(store.query("SELECT lever, usd FROM savings"))
+    assert by_lever == pytest.approx({"prompt_cache": haiku_uncached - actual, "router": sonnet_uncached - haiku_uncached})
+    assert levers == "router,prompt_cache"
+
+
+async def test_a_fallback_answering_for_the_routed_model_saves_nothing(tmp_path):
+    usage = Usage(input=2000, output=300)
+    # routed to gpt-4o, which failed; the fallback gpt-4o-mini (the model asked for) answered
+    pipeline, store = _ledger_pipeline(
+        tmp_path, {"default": {"policy": "fixed", "model": "gpt-4o"}}, _Answer(usage, "gpt-4o-mini", "openai"),
+        {"gpt-4o": "openai", "gpt-4o-mini": "openai"})
+    await pipeline(Call(_request("gpt-4o-mini")))
+    store.flush()
+    (cost, baseline), = store.query("SELECT cost_usd, baseline_usd FROM calls")
+    assert cost == pytest.approx((2000 * 0.15 + 300 * 0.60) / 1e6) and baseline == pytest.approx(cost)
+    assert store.query("SELECT usd FROM savings") == [(0.0,)]
+
+
+def test_route_shadow_and_drift_options_are_checked_like_every_section(tmp_path):
+    def refused(route: str) -> str:
+        path = tmp_path / "scrimp.yaml"
+        path.write_text("models:\n  - {name: a, provider: openai, base_url: http://x/v1}\n"
+                        "  - {name: b, provider: openai, base_url: http://x/v1}\nstages:\n  - router:\n"
+                        f"      routes:\n        default: {route}\n")
+        with pytest.raises(ConfigError) as info:
+            load(path)
+        return str(info.value)
+
+    assert "stages.router.routes.default.shadow.max_in_flight: expected an integer, got '3'" in refused(
+        "{policy: fixed, model: a, cheap: a, strong: b, shadow: {max_in_flight: '3'}}")
+    msg = refused("{policy: cascade, cheap: a, strong: b, drift: {windw: 10}}")
+    assert "line 7: stages.router.routes.default.drift.windw: unknown key (accepted: target, confidence" in msg
+    assert "routes.default.checks: expected a list, got 'nonempty'" in refused(
+        "{policy: cascade, cheap: a, strong: b, checks: nonempty}")
+    assert "routes.default.checks: unknown check(s) ['nonsense']" in refused(
+        "{policy: cascade, cheap: a, strong: b, checks: [nonsense]}")
+    assert "routes.default.polcy: unknown key (accepted: policy, model" in refused("{polcy: fixed}")
+    assert "routes.default.threshold: expected a number" in refused(
+        "{policy: learned, cheap: a, strong: b, threshold: high}")
+
+
+def test_prompt_cache_profile_settings_are_checked(tmp_path):
+    from scrimp.gateway.config import parse
+
+    with pytest.raises(ConfigError, match=r"profiles.anthropic.defaults.min_tokns: unknown key \(accepted: min_tokens"):
+        parse({"models": [], "stages": [{"name": "prompt_cache", "profiles": {"anthropic": {
+            "defaults": {"min_tokns": 5}}}}]}, models_required=False)

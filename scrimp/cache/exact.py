@@ -9,6 +9,7 @@ lookup, `no-store` the write. A hit makes no upstream call and is recorded with 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
@@ -20,6 +21,8 @@ from scrimp.cache.backends import CacheBackend, RedisBackend, SQLiteBackend
 from scrimp.canonical import ChatRequest, ChatResponse, Usage
 from scrimp.pipeline import Call, Next, Reply, StreamEvent
 from scrimp.stage import Stage, StageContext
+
+log = logging.getLogger("scrimp.exact_cache")
 
 
 def _strip_cache_control(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -145,7 +148,10 @@ class ExactCacheStage(Stage):
             cost = pricing.cost(reply.served_model, reply.served_provider or None, resp.usage)
         except pricing.UnknownPrice:
             cost = 0.0
-        await self.backend.set(key, encode(resp, cost), ttl)
+        try:
+            await self.backend.set(key, encode(resp, cost), ttl)
+        except Exception:  # the answer is out and billed: a cache that cannot store it must not fail the call
+            log.exception("exact cache: storing an answer failed")
 
     async def _store_when_done(self, key: str, reply: Reply, stream: AsyncIterator[StreamEvent],
                                ttl: float) -> AsyncIterator[StreamEvent]:

@@ -51,19 +51,19 @@ DEFAULT_STAGES: list[dict[str, Any]] = [
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _expand(value: Any, where: str) -> Any:
+def _expand(value: Any, where: Where) -> Any:
     if isinstance(value, str):
         def sub(m: re.Match[str]) -> str:
             if m.group(1) in os.environ:
                 return os.environ[m.group(1)]
             if m.group(2) is not None:
                 return m.group(2)
-            raise ConfigError(f"{where}: environment variable {m.group(1)} is not set")
+            raise where.error(f"environment variable {m.group(1)} is not set")
         return _ENV.sub(sub, value)
     if isinstance(value, dict):
-        return {k: _expand(v, f"{where}.{k}") for k, v in value.items()}
+        return {k: _expand(v, where.key(str(k))) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_expand(v, where.item(i)) for i, v in enumerate(value)]
     return value
 
 
@@ -102,7 +102,7 @@ def parse(data: Any, *, source: str = "config", lines: dict[str, int] | None = N
     top = Where(source, "", "", lines)
     if not isinstance(data, dict):
         raise top.error("expected a mapping at the top level")
-    data = _expand(data, source)
+    data = _expand(data, top)
     _check(data, top, _TOP_KEYS, {"models"} if models_required else set())
     cfg = GatewayConfig(max_body_bytes=data.get("max_body_bytes", 16 * 1024 * 1024),
                         host=data.get("host", "127.0.0.1"), port=data.get("port", 8080))
@@ -126,6 +126,9 @@ def parse(data: Any, *, source: str = "config", lines: dict[str, int] | None = N
         _check(data["upstream"], top.key("upstream"), _UPSTREAM_KEYS, set())
         cfg.upstream = UpstreamPolicy(**data["upstream"])
     stages = data.get("stages", DEFAULT_STAGES)
+    if not isinstance(stages, list):
+        raise top.key("stages").error("expected a list of stages (leave the key out for the default ones)")
+    seen: set[str] = set()
     for i, entry in enumerate(stages):
         raw = f"stages[{i}]"
         if isinstance(entry, str):
@@ -138,6 +141,9 @@ def parse(data: Any, *, source: str = "config", lines: dict[str, int] | None = N
             raise Where(source, f"stages[{i}]", raw, lines).error(
                 f"expected a stage name, or a mapping of a stage name to its options; got {entry!r}")
         stage_class(entry["name"], Where(source, f"stages[{i}]", raw, lines))
+        if entry["name"] in seen:
+            raise Where(source, f"stages[{i}]", raw, lines).error(f"stage {entry['name']!r} is listed twice")
+        seen.add(entry["name"])
         where = Where(source, f"stages.{entry['name']}", raw, lines)
         check_section(entry["name"], {k: v for k, v in entry.items() if k != "name"}, where)
         cfg.stages.append(entry)

@@ -140,6 +140,8 @@ class Upstream:
                 return await attempt()
             except APIError as exc:
                 error = exc
+            except aiohttp.ConnectionTimeoutError:  # never reached the provider: nothing was billed
+                error = APIError(504, f"upstream {spec.name} timed out connecting")
             except TimeoutError:
                 error = APIError(504, f"upstream {spec.name} timed out")
                 if timed_out_cost is not None:

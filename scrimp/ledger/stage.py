@@ -19,7 +19,7 @@ from scrimp import pricing
 from scrimp.canonical import ChatResponse, Usage
 from scrimp.ledger.store import LedgerStore, open_store
 from scrimp.options import Where
-from scrimp.pipeline import Call, Next, Reply, StreamEvent
+from scrimp.pipeline import Call, Counterfactual, Next, Reply, StreamEvent
 from scrimp.stage import LedgerWriter, Stage, StageContext
 
 log = logging.getLogger("scrimp.ledger")
@@ -106,14 +106,18 @@ def record_call(store: LedgerWriter, call: Call, resp: ChatResponse | None, serv
     request). Also used for calls outside the chat pipeline (embeddings)."""
     try:
         answer = answer_cost(resp, served, provider, billed)
-        saved: dict[str, float] = {}
-        for s in call.savings:
+        # innermost lever first: each undoes its own effect on what really happened (see Counterfactual)
+        without: Counterfactual | None = (Counterfactual(resp.usage, served, provider or None)
+                                          if resp is not None and served and billed else None)
+        for s in reversed(call.savings):
             try:
-                usd = s.settle(resp)
+                without = s.settle(without)
             except Exception:  # a lever's pricing failing must not lose the row
                 log.exception("saving of %s could not be priced", s.lever)
-                usd = 0.0
-            saved[s.lever] = saved.get(s.lever, 0.0) + usd
+                s.usd, s.priced = 0.0, None
+        saved: dict[str, float] = {}
+        for s in call.savings:
+            saved[s.lever] = saved.get(s.lever, 0.0) + s.usd
         extra = sum(c.usd for c in call.costs)
         cost, baseline = answer + extra, answer + sum(saved.values())
         call.cost_usd, call.baseline_usd = cost, baseline

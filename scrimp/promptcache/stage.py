@@ -11,13 +11,12 @@ Runs after routing (it plans for the model that will actually answer):
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from scrimp import pricing
-from scrimp.canonical import ChatResponse
 from scrimp.options import Where
-from scrimp.pipeline import Call, Next, Reply
+from scrimp.pipeline import Call, Counterfactual, Next, Reply
 from scrimp.promptcache.detector import CacheBusterDetector, split_volatile
 from scrimp.promptcache.planner import plan
 from scrimp.promptcache.profiles import Profiles
@@ -31,17 +30,39 @@ class PromptCacheFeaturePolicy:
 
 
 @dataclass
-class ProviderProfiles:
-    """Overrides of the shipped profiles.yaml for one provider: defaults, and per-model entries
-    ({match: prefix, min_tokens, ...}) tried before the shipped ones."""
+class ProfileSettings:
+    """Any of a cache profile's settings (scrimp/promptcache/profiles.yaml); unset ones keep the shipped value."""
 
-    defaults: dict[str, Any] = field(default_factory=dict)
-    models: list[dict[str, Any]] = field(default_factory=list)
+    min_tokens: int | None = None
+    max_breakpoints: int | None = None
+    lookback_blocks: int | None = None
+    write_5m: float | None = None  # multipliers of the base input price
+    write_1h: float | None = None
+    read: float | None = None
+    ttls: list[Literal["5m", "1h"]] | None = None
+    explicit_breakpoints: bool | None = None
+    prompt_cache_key: bool | None = None
+
+    def values(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None and k != "match"}
+
+
+@dataclass
+class ModelProfile(ProfileSettings):
+    match: str = ""  # a model-name prefix; the longest match wins
 
     def check(self, where: Where) -> None:
-        for i, entry in enumerate(self.models):
-            if not isinstance(entry.get("match"), str):
-                raise where.key("models").item(i).error("each model profile needs a 'match' prefix")
+        if not self.match:
+            raise where.error("each model profile needs a 'match' prefix")
+
+
+@dataclass
+class ProviderProfiles:
+    """Overrides of the shipped profiles for one provider: its defaults, and model entries tried before the
+    shipped ones."""
+
+    defaults: ProfileSettings = field(default_factory=ProfileSettings)
+    models: list[ModelProfile] = field(default_factory=list)
 
 
 @dataclass
@@ -67,7 +88,8 @@ class PromptCacheStage(Stage):
     @classmethod
     def build(cls, options: PromptCacheOptions, ctx: StageContext) -> PromptCacheStage:
         providers = {name: (spec.provider, spec.remote_name) for name, spec in ctx.models.items()}
-        overrides = {provider: {"defaults": p.defaults, "models": p.models}
+        overrides = {provider: {"defaults": p.defaults.values(),
+                                "models": [{"match": m.match, **m.values()} for m in p.models]}
                      for provider, p in options.profiles.items()}
         return cls(providers, Profiles.load(overrides), move_volatile=options.move_volatile,
                    features=options.features)
@@ -104,22 +126,21 @@ class PromptCacheStage(Stage):
             call.decisions["cache_ttl"] = ttl
             if result.client == 0:
                 # its first call pays a write premium: a negative saving, recorded as such
-                call.save(self.name, "the same input without prompt caching", priced=self._uncached_price(call))
+                call.save(self.name, "the same input without prompt caching", priced=self._uncached_price)
 
-    def _uncached_price(self, call: Call):
-        provider = self.providers.get(call.target_model, ("", ""))[0] or None
-        model = call.target_model
-
-        def saving(resp: ChatResponse | None) -> float:
-            if resp is None:
-                return 0.0
-            try:
-                return (pricing.cost(model, provider, pricing.uncached(resp.usage))
-                        - pricing.cost(model, provider, resp.usage))
-            except pricing.UnknownPrice:
-                return 0.0
-
-        return saving
+    @staticmethod
+    def _uncached_price(without: Counterfactual) -> tuple[float, Counterfactual]:
+        """The same input with no prompt caching, at the model that answered (breakpoints are an Anthropic
+        lever: an answer from another provider, a fallback, owes this stage nothing)."""
+        if without.provider != "anthropic":
+            return 0.0, without
+        uncached = pricing.uncached(without.usage)
+        try:
+            usd = (pricing.cost(without.model, without.provider, uncached)
+                   - pricing.cost(without.model, without.provider, without.usage))
+        except pricing.UnknownPrice:
+            usd = 0.0
+        return usd, Counterfactual(uncached, without.model, without.provider)
 
     def _move_volatile(self, call: Call) -> int:
         """Keep timestamps and ids out of the cached prefix: they go to a last, uncached system block.

@@ -15,6 +15,7 @@ from typing import Any
 
 from scrimp import pricing
 from scrimp.canonical import ChatRequest, ChatResponse
+from scrimp.options import Where
 from scrimp.pipeline import Call, Reply
 from scrimp.router import scorers
 from scrimp.router.checks import answer_text
@@ -32,20 +33,14 @@ class ShadowPolicy:
     max_in_flight: int = 4
     seed: int | None = None  # fixes the sampling sequence (tests, reproducible experiments)
 
-    @classmethod
-    def parse(cls, raw: dict[str, Any], where: str, models: set[str]) -> ShadowPolicy:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"{where}: unknown key(s) {sorted(unknown)} (known: {sorted(known)})")
-        policy = cls(**raw)
-        if not 0 <= policy.share <= 1:
-            raise ValueError(f"{where}.share: must be between 0 and 1")
-        if policy.scorer not in (*scorers.SCORERS, "judge"):
-            raise ValueError(f"{where}.scorer: must be one of {[*scorers.SCORERS, 'judge']}")
-        if policy.scorer == "judge" and policy.judge_model not in models:
-            raise ValueError(f"{where}.judge_model: the judge scorer needs a configured judge model")
-        return policy
+    def check(self, where: Where) -> None:
+        if not 0 <= self.share <= 1:
+            raise where.key("share").error(f"must be between 0 and 1, got {self.share}")
+        if self.scorer not in (*scorers.SCORERS, "judge"):
+            raise where.key("scorer").error(f"must be one of {', '.join([*scorers.SCORERS, 'judge'])}, "
+                                            f"got {self.scorer!r}")
+        if self.max_in_flight < 1 or self.max_usd_per_day < 0:
+            raise where.error("max_in_flight must be at least 1 and max_usd_per_day not negative")
 
 
 class ShadowRunner:

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from starlette.requests import Request
@@ -29,7 +29,7 @@ from scrimp import pricing
 from scrimp.canonical import ChatResponse
 from scrimp.metrics import Sample
 from scrimp.options import ConfigError, Where
-from scrimp.pipeline import Call, Next, Reply, StreamEvent, events_from_response
+from scrimp.pipeline import Call, Counterfactual, Next, Pricer, Reply, StreamEvent, replay
 from scrimp.router import rules as rules_mod
 from scrimp.router.checks import CHECKS, DEFAULT_CHECKS, first_failure
 from scrimp.router.drift import DriftGuard
@@ -62,55 +62,91 @@ class RouteSpec:
     drift: DriftGuard | None = None
 
 
-def _parse_route(name: str, raw: Any, models: set[str]) -> tuple[RouteSpec, dict[str, Any] | None]:
+@dataclasses.dataclass
+class VerifierOptions:
+    pattern: str | None = None  # a regular expression the answer must match (case-insensitive)
+    min_chars: int = 0
+
+
+@dataclasses.dataclass
+class DriftOptions:
+    target: float = 0.95  # the cheap model's quality target (mean shadow score)
+    confidence: float = 0.95
+    min_samples: int = 30
+    window: int = 200
+
+    def check(self, where: Where) -> None:
+        if not 0 < self.target <= 1:
+            raise where.key("target").error(f"must be in (0, 1], got {self.target}")
+        if not 0.5 <= self.confidence < 1:
+            raise where.key("confidence").error(f"must be in [0.5, 1), got {self.confidence}")
+        if self.min_samples < 1 or self.window < self.min_samples:
+            raise where.key("window").error("window must be at least min_samples, and min_samples at least 1")
+
+
+@dataclasses.dataclass
+class RouteOptions:
+    policy: Literal["fixed", "rules", "learned", "cascade"]
+    model: str | None = None  # fixed
+    rules: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # rules: [{if: {...}, model}]
+    default: str | None = None  # rules: when none matches (unset: the requested model)
+    cheap: str | None = None
+    strong: str | None = None
+    router: str | None = None  # learned: a router file (scrimp router train)
+    threshold: float | None = None  # learned: overrides the router file's calibrated threshold
+    checks: list[str] | None = None  # cascade (default: DEFAULT_CHECKS)
+    verifier: VerifierOptions = dataclasses.field(default_factory=VerifierOptions)
+    only_models: list[str] = dataclasses.field(default_factory=list)  # route only requests for these models
+    shadow: ShadowPolicy | None = None
+    drift: DriftOptions | None = None
+
+    def check(self, where: Where) -> None:
+        if self.threshold is not None and not 0 <= self.threshold <= 1:
+            raise where.key("threshold").error(f"must be between 0 and 1, got {self.threshold}")
+        bad = [c for c in self.checks or [] if c not in CHECKS]
+        if bad:
+            raise where.key("checks").error(f"unknown check(s) {bad} (known: {', '.join(sorted(CHECKS))})")
+
+
+def _parse_route(name: str, raw: RouteOptions, models: set[str]) -> RouteSpec:
+    """The route's models, rules and router file checked against the configuration (types were checked when
+    the config was read)."""
     where = f"stages.router.routes.{name}"
-    if not isinstance(raw, dict):
-        raise RouteConfigError(f"{where}: expected a mapping")
-    policy = raw.get("policy")
-    if policy not in POLICIES:
-        raise RouteConfigError(f"{where}.policy: must be one of {', '.join(POLICIES)}, got {policy!r}")
-    known = {"policy", "model", "rules", "default", "cheap", "strong", "router", "threshold", "checks", "verifier",
-             "only_models", "shadow", "drift"}
-    unknown = set(raw) - known
-    if unknown:
-        raise RouteConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
     for key in ("model", "default", "cheap", "strong"):
-        if raw.get(key) is not None and raw[key] not in models:
-            raise RouteConfigError(f"{where}.{key}: unknown model {raw[key]!r}")
-    for i, model in enumerate(raw.get("only_models") or []):
+        value = getattr(raw, key)
+        if value is not None and value not in models:
+            raise RouteConfigError(f"{where}.{key}: unknown model {value!r}")
+    for i, model in enumerate(raw.only_models):
         if model not in models:
             raise RouteConfigError(f"{where}.only_models[{i}]: unknown model {model!r}")
-    spec = RouteSpec(name, policy, model=raw.get("model"), default=raw.get("default"), cheap=raw.get("cheap"),
-                     strong=raw.get("strong"), threshold=raw.get("threshold"),
-                     verifier=dict(raw.get("verifier") or {}), only_models=list(raw.get("only_models") or []))
-    if policy == "fixed" and not spec.model:
+    spec = RouteSpec(name, raw.policy, model=raw.model, default=raw.default, cheap=raw.cheap, strong=raw.strong,
+                     threshold=raw.threshold, verifier=dataclasses.asdict(raw.verifier),
+                     only_models=list(raw.only_models))
+    if raw.checks is not None:
+        spec.checks = list(raw.checks)
+    if raw.policy == "fixed" and not spec.model:
         raise RouteConfigError(f"{where}: the fixed policy needs 'model'")
-    if policy == "rules":
-        raw_rules = raw.get("rules")
-        if not isinstance(raw_rules, list) or not raw_rules:
+    if raw.policy == "rules":
+        if not raw.rules:
             raise RouteConfigError(f"{where}.rules: expected a non-empty list")
         try:
-            spec.rules = [rules_mod.Rule.parse(r, f"{where}.rules[{i}]", models) for i, r in enumerate(raw_rules)]
+            spec.rules = [rules_mod.Rule.parse(r, f"{where}.rules[{i}]", models) for i, r in enumerate(raw.rules)]
         except rules_mod.RuleError as exc:
             raise RouteConfigError(str(exc)) from exc
-    if policy in ("learned", "cascade") and not (spec.cheap and spec.strong):
-        raise RouteConfigError(f"{where}: the {policy} policy needs 'cheap' and 'strong'")
-    if policy == "learned":
-        if not raw.get("router"):
+    if raw.policy in ("learned", "cascade") and not (spec.cheap and spec.strong):
+        raise RouteConfigError(f"{where}: the {raw.policy} policy needs 'cheap' and 'strong'")
+    if raw.policy == "learned":
+        if not raw.router:
             raise RouteConfigError(f"{where}.router: the learned policy needs a router file (scrimp router train)")
-        spec.router = load_router(raw["router"], where)
+        spec.router = load_router(raw.router, where)
         if spec.threshold is None and getattr(spec.router, "threshold", None) is None:
-            raise RouteConfigError(f"{where}: router {raw['router']} is not calibrated "
+            raise RouteConfigError(f"{where}: router {raw.router} is not calibrated "
                                    "(scrimp router calibrate) and no threshold is set")
-    if "checks" in raw:
-        bad = [c for c in raw["checks"] if c not in CHECKS]
-        if bad:
-            raise RouteConfigError(f"{where}.checks: unknown {bad} (known: {sorted(CHECKS)})")
-        spec.checks = list(raw["checks"])
-    extras = {k: raw[k] for k in ("shadow", "drift") if k in raw}
-    if extras and not (spec.cheap and spec.strong):
+    if (raw.shadow is not None or raw.drift is not None) and not (spec.cheap and spec.strong):
         raise RouteConfigError(f"{where}: shadow and drift need the route's 'cheap' and 'strong' models")
-    return spec, extras or None
+    if raw.shadow is not None and raw.shadow.scorer == "judge" and raw.shadow.judge_model not in models:
+        raise RouteConfigError(f"{where}.shadow.judge_model: the judge scorer needs a configured judge model")
+    return spec
 
 
 def load_router(path: str, where: str) -> Any:
@@ -124,8 +160,7 @@ def load_router(path: str, where: str) -> Any:
 
 @dataclasses.dataclass
 class RouterOptions:
-    # route name (a feature, or "default") -> {policy, model | rules | cheap/strong, ...}; checked per route
-    routes: dict[str, Any] = dataclasses.field(default_factory=dict)
+    routes: dict[str, RouteOptions] = dataclasses.field(default_factory=dict)  # a feature, or "default"
 
     def check(self, where: Where) -> None:
         if not self.routes:
@@ -198,17 +233,22 @@ class RouterStage(Stage):
         call.decisions.update(route=f"{route.name}:{tier}", routed_model=model, **details)
         if model != call.requested_model:
             call.save(self.name, f"the same usage priced at the requested model ({call.requested_model})",
-                      priced=self._requested_price(call.requested_model, model))
+                      priced=self._requested_price(call.requested_model))
 
-    def _requested_price(self, requested: str, served: str) -> Any:
-        def saving(resp: ChatResponse | None) -> float:
-            if resp is None:
-                return 0.0
+    def _requested_price(self, requested: str) -> Pricer:
+        """The same usage at the requested model, against the model that really answered (a fallback may have
+        answered instead of the routed model: then nothing was saved)."""
+        provider = self.providers.get(requested)
+
+        def saving(without: Counterfactual) -> tuple[float, Counterfactual]:
+            if without.model == requested:
+                return 0.0, without
             try:
-                return (pricing.cost(requested, self.providers.get(requested), resp.usage)
-                        - pricing.cost(served, self.providers.get(served), resp.usage))
+                usd = (pricing.cost(requested, provider, without.usage)
+                       - pricing.cost(without.model, without.provider, without.usage))
             except pricing.UnknownPrice:
-                return 0.0
+                usd = 0.0
+            return usd, Counterfactual(without.usage, requested, provider)
 
         return saving
 
@@ -229,8 +269,8 @@ class RouterStage(Stage):
             stream = call.request.stream
             call.adopt(first)
             self._mark(call, route, route.cheap, {"cascade": "accepted"})
-            if stream:
-                attempt = dataclasses.replace(attempt, response=None, stream=_replay(resp))
+            if stream:  # every choice, and still recorded (as billed) if the client hangs up half-way
+                attempt = dataclasses.replace(attempt, response=None, stream=replay(resp), partial=lambda: resp)
             return self._after(route, call, attempt, asked)
         # escalate: the cheap attempt's cost is part of this call's cost
         if resp is not None and attempt is not None:
@@ -369,11 +409,6 @@ class RouterStage(Stage):
         await self.drain()
 
 
-async def _replay(resp: ChatResponse) -> AsyncIterator[StreamEvent]:
-    async for event in events_from_response(resp):
-        yield event
-
-
 async def _on_done(stream: AsyncIterator[StreamEvent], fn: Any) -> AsyncIterator[StreamEvent]:
     async for event in stream:
         if event.kind == "done" and event.response is not None:
@@ -387,16 +422,14 @@ def from_options(options: RouterOptions, ctx: StageContext) -> RouterStage:
     stage = RouterStage({}, ctx, providers)
     try:
         for name, raw in options.routes.items():
-            spec, extras = _parse_route(str(name), raw, models)
-            if extras and "shadow" in extras:
-                policy = ShadowPolicy.parse(dict(extras["shadow"] or {}), f"stages.router.routes.{name}.shadow",
-                                            models)
-                spec.shadow = ShadowRunner(spec.name, policy, ctx.upstream, providers, stage._record,
+            spec = _parse_route(str(name), raw, models)
+            if raw.shadow is not None:
+                spec.shadow = ShadowRunner(spec.name, raw.shadow, ctx.upstream, providers, stage._record,
                                            lambda score, served, s=spec: stage.on_score(s, score, served),
-                                           seed=policy.seed)
-            if extras and "drift" in extras:
-                spec.drift = DriftGuard(**dict(extras["drift"] or {}))
+                                           seed=raw.shadow.seed)
+            if raw.drift is not None:
+                spec.drift = DriftGuard(**dataclasses.asdict(raw.drift))
             stage.routes[spec.name] = spec
-    except (RouteConfigError, ValueError, TypeError) as exc:
+    except (RouteConfigError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
     return stage

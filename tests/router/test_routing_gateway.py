@@ -257,3 +257,30 @@ def test_bad_route_config_is_refused_clearly(sim):
                                                                         "model": "gpt-4o"}]}}, "unknown condition")]:
         with pytest.raises(ConfigError, match=message):
             create_app(gateway_config(sim[0], [{"name": "router", "routes": routes}]))
+
+
+def test_an_accepted_cascade_streams_every_choice_and_a_hang_up_is_still_billed(make_gateway):
+    gw = make_gateway({"default": {"policy": "cascade", "cheap": "gpt-4o-mini", "strong": "gpt-4o",
+                                   "checks": ["nonempty"]}})
+    raw = ask(gw, EASY[3], stream=True, n=2)
+    assert raw.headers["x-scrimp-route"] == "default:cheap"
+    texts: dict[int, str] = {}
+    for chunk in raw.parse():
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+    assert texts == {0: "14", 1: "14"}
+    (stream_flag,), = gw.rows("calls", "stream")
+    assert stream_flag == 1  # recorded as the client asked: a stream
+    # the same question, and the client hangs up after the first chunk: the cheap model was paid in full
+    plain = ask(gw, EASY[4]).parse().usage
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0)
+    stream = c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": EASY[4]}], stream=True,
+                                       max_tokens=200)
+    next(iter(stream))
+    stream.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(gw.rows("calls", "status")) < 3:
+        time.sleep(0.05)
+    status, cost = gw.rows("calls", "status, cost_usd")[-1]
+    assert status in ("client_cancelled", "ok")
+    assert cost == pytest.approx((plain.prompt_tokens * 0.15 + plain.completion_tokens * 0.60) / 1e6)
