@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-Format = Literal["openai", "anthropic"]
+Format = Literal["openai", "anthropic", "responses"]  # Chat Completions, Messages, OpenAI Responses
 # Canonical stop reasons (Anthropic names); the OpenAI edge maps them to finish_reason.
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal"]
 

@@ -244,7 +244,7 @@ def build_request(req: ChatRequest, model: str, *, stream: bool, max_tokens_fiel
         body["n"] = req.n
     if req.metadata and req.inbound == "openai":
         body["metadata"] = req.metadata
-    if req.inbound == "openai":
+    if req.inbound in ("openai", "responses"):  # a Responses request's extra holds Chat Completions parameters
         body.update(req.extra)
     if stream:
         # Always ask for usage so a streamed call is priced from real figures.

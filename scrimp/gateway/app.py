@@ -20,6 +20,7 @@ from scrimp.canonical import ChatResponse, Usage
 from scrimp.formats import anthropic as anthropic_fmt
 from scrimp.formats import openai as openai_fmt
 from scrimp.formats.errors import APIError
+from scrimp.gateway import responses_api
 from scrimp.gateway.config import GatewayConfig
 from scrimp.gateway.stages import build_stages
 from scrimp.gateway.upstream import Upstream
@@ -27,6 +28,7 @@ from scrimp.gateway.wire import ANTHROPIC, OPENAI, Wire, error_response, request
 from scrimp.ledger.stage import record_call
 from scrimp.metrics import endpoint as metrics_endpoint
 from scrimp.pipeline import Call, Pipeline, Reply, collect, events_from_response
+from scrimp.responses_store import ResponsesStore, open_responses_store
 from scrimp.tokens import count_tokens
 
 log = logging.getLogger("scrimp.gateway")
@@ -40,6 +42,7 @@ class Gateway:
         self.upstream = Upstream(config)
         self.stages, self.ctx = build_stages(config, self.upstream)
         self.pipeline = Pipeline(self.stages, self.upstream)
+        self.responses: ResponsesStore = open_responses_store(self.ctx.ledger)  # stored Responses API answers
 
     @property
     def ledger(self) -> Any:
@@ -49,10 +52,15 @@ class Gateway:
     async def start(self) -> None:
         for stage in self.stages:
             await stage.start()
+        await self.responses.start()
 
     async def close(self) -> None:
-        for stage in reversed(self.stages):
-            await stage.close()
+        # every part is closed even if one fails: the ledger, closed last, must still be flushed
+        for part in [self.responses, *reversed(self.stages)]:
+            try:
+                await part.close()
+            except Exception:
+                log.exception("%s failed to close", getattr(part, "name", type(part).__name__))
         await self.upstream.close()
 
 
@@ -308,6 +316,7 @@ def create_app(config: GatewayConfig) -> Starlette:
         Route("/v1/messages", messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens_endpoint, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
+        *responses_api.routes(handle_chat),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
