@@ -139,6 +139,8 @@ class Call:
     target_model: str = ""  # the model to call upstream; routing stages change it
     request_id: str = field(default_factory=lambda: new_request_id())
     started: float = field(default_factory=time.perf_counter)
+    # the caller's own provider key, forwarded to models configured without one; never in the ledger or logs
+    client_key: str = field(default="", repr=False)
     cache_control: set[str] = field(default_factory=set)  # from x-scrimp-cache-control: no-cache/no-store
     decisions: dict[str, Any] = field(default_factory=dict)  # e.g. {"cache": "exact", "route": "cheap"}
     savings: list[Saving] = field(default_factory=list)  # one per lever that made this call cheaper

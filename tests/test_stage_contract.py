@@ -332,3 +332,17 @@ def test_prompt_cache_profile_settings_are_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"profiles.anthropic.defaults.min_tokns: unknown key \(accepted: min_tokens"):
         parse({"models": [], "stages": [{"name": "prompt_cache", "profiles": {"anthropic": {
             "defaults": {"min_tokns": 5}}}}]}, models_required=False)
+
+
+def test_the_callers_own_key_is_forwarded_but_never_recorded(tmp_path):
+    with run_simulator() as (sim_url, sim_app):
+        cfg = simulated(sim_url, stages=[{"name": "ledger", "path": str(tmp_path / "l.db")}])
+        cfg.models["gpt-4o-mini"].api_key = None  # forward the client's key
+        app = create_app(cfg)
+        with serve_app(app) as url:
+            client = openai.OpenAI(base_url=url + "/v1", api_key="sk-caller-secret-123", max_retries=0)
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+            store = app.state.gateway.ledger
+            store.flush()
+            rows = store.query("SELECT * FROM calls")
+    assert len(rows) == 1 and "sk-caller-secret-123" not in repr(rows)

@@ -161,7 +161,7 @@ async def handle_chat(request: Request, wire: Wire) -> Response:
                            param="model", code="model_not_found")
         call = Call(req, attribute(headers, req), request_id=request_id,
                     cache_control=_cache_control(headers.get("x-scrimp-cache-control")))
-        call.decisions["_client_key"] = client_key(headers)
+        call.client_key = client_key(headers)
         reply = await gateway.pipeline(call)
         if not req.stream:
             # a stage may have turned it into a stream: drained for a non-streaming client
@@ -220,7 +220,7 @@ async def count_tokens_endpoint(request: Request) -> Response:
         payload = {k: v for k, v in body.items() if k not in ("max_tokens", "stream")}
         payload["model"] = spec.remote_name
         call = Call(req, request_id=request_id)
-        call.decisions["_client_key"] = client_key(request.headers)
+        call.client_key = client_key(request.headers)
         content = await gateway.upstream.forward(spec, "/v1/messages/count_tokens", payload, call)
     except APIError as exc:
         return _error(exc, "anthropic", request_id)
@@ -243,7 +243,8 @@ async def embeddings(request: Request) -> Response:
                            param="model", code="model_not_found")
         req = openai_fmt.parse_request({"model": spec.name, "messages": [{"role": "user", "content": ""}]})
         call = Call(req, attribute(request.headers, req), request_id=request_id)
-        call.decisions.update(_client_key=client_key(request.headers), endpoint="embeddings")
+        call.client_key = client_key(request.headers)
+        call.decisions["endpoint"] = "embeddings"
         content = await gateway.upstream.forward(spec, "/embeddings", {**body, "model": spec.remote_name}, call)
     except APIError as exc:
         if call is not None and gateway.ledger is not None:

@@ -117,7 +117,7 @@ class Upstream:
         raise last
 
     def headers(self, spec: ModelSpec, call: Call) -> dict[str, str]:
-        key = spec.api_key or call.decisions.get("_client_key") or ""
+        key = spec.api_key or call.client_key
         if spec.provider == "anthropic":
             return {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}
         return {"authorization": f"Bearer {key}"}

@@ -87,7 +87,7 @@ class ShadowRunner:
     async def _ask(self, model: str, req: ChatRequest, parent: Call) -> tuple[ChatResponse, float]:
         sub = Call(dataclasses.replace(req, stream=False), parent.attribution, requested_model=model,
                    target_model=model, request_id=parent.request_id + "-shadow")
-        sub.decisions["_client_key"] = parent.decisions.get("_client_key", "")
+        sub.client_key = parent.client_key
         reply = await self.upstream(sub)
         resp = reply.response
         assert resp is not None
