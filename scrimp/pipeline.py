@@ -139,6 +139,9 @@ class Call:
     target_model: str = ""  # the model to call upstream; routing stages change it
     request_id: str = field(default_factory=lambda: new_request_id())
     started: float = field(default_factory=time.perf_counter)
+    # the provider's complete answer, set by the upstream as soon as it has it: if a stage fails after that,
+    # the ledger still charges what the provider billed
+    answer: Reply | None = field(default=None, repr=False)
     # the caller's own provider key, forwarded to models configured without one; never in the ledger or logs
     client_key: str = field(default="", repr=False)
     cache_control: set[str] = field(default_factory=set)  # from x-scrimp-cache-control: no-cache/no-store
@@ -184,6 +187,7 @@ class Call:
             self.decisions.setdefault(key, value)
         self.savings.extend(attempt.savings)
         self.costs.extend(attempt.costs)
+        self.answer = self.answer or attempt.answer
         self.first_token_at = self.first_token_at or attempt.first_token_at
 
 

@@ -346,3 +346,32 @@ def test_the_callers_own_key_is_forwarded_but_never_recorded(tmp_path):
             store.flush()
             rows = store.query("SELECT * FROM calls")
     assert len(rows) == 1 and "sk-caller-secret-123" not in repr(rows)
+
+
+async def test_a_stage_failing_after_the_provider_answered_still_records_what_was_billed(tmp_path):
+    from scrimp.gateway.upstream import Upstream
+    from scrimp.ledger.stage import LedgerOptions, LedgerStage
+
+    class Exploder(Stage):
+        name = "exploder"
+
+        async def handle(self, call, next):
+            await next(call)
+            raise RuntimeError("a stage broke after the answer")
+
+    with run_simulator() as (sim_url, _sim):
+        cfg = simulated(sim_url)
+        upstream = Upstream(cfg)
+        ctx = StageContext(cfg.models, upstream)
+        ledger = LedgerStage.build(LedgerOptions(path=str(tmp_path / "l.db")), ctx)
+        ctx.seal()
+        try:
+            with pytest.raises(RuntimeError):
+                await Pipeline([ledger, Exploder()], upstream)(Call(_request("gpt-4o-mini")))
+        finally:
+            await upstream.close()
+    ledger.store.flush()
+    (status, served, inp, out, cost), = ledger.store.query(
+        "SELECT status, served_model, input_tokens, output_tokens, cost_usd FROM calls")
+    assert (status, served) == ("error", "gpt-4o-mini") and inp > 0 and out > 0
+    assert cost == pytest.approx((inp * 0.15 + out * 0.60) / 1e6)

@@ -106,6 +106,8 @@ class Upstream:
                     reply = await self._call_with_retries(call, candidate)
                 if n:
                     call.decisions["fallback"] = candidate.name
+                if reply.response is not None:
+                    call.answer = reply  # billed now, whatever happens to the call on its way back
                 return reply
             except APIError as exc:
                 last = exc

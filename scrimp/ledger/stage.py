@@ -60,7 +60,11 @@ class LedgerStage(Stage):
             reply = await next(call)
         except Exception as exc:
             call.status, call.error = "error", str(exc)[:500]
-            self.record(call, None, "", "", billed=False)
+            paid = call.answer  # a stage failed after the provider answered: that answer was still billed
+            if paid is not None:
+                self.record(call, paid.response, paid.served_model, paid.served_provider, paid.billed)
+            else:
+                self.record(call, None, "", "", billed=False)
             raise
         if reply.stream is None:
             self.record(call, reply.response, reply.served_model, reply.served_provider, reply.billed)
