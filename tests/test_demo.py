@@ -21,6 +21,9 @@ def test_demo_saves_without_losing_quality():
     assert report["routing"]["shadow_samples"] > 0 and report["routing"]["shadow_quality"] == 1.0
     assert report["prompt_cache_hit_ratio"] > 0.8
     assert any("saving per lever" in line for line in lines)
+    # the default pipeline, with the semantic cache and the router switched on
+    assert any(line.startswith("pipeline: ledger -> exact_cache -> semantic_cache -> router -> prompt_cache")
+               for line in lines)
 
 
 def test_demo_command_prints_the_table():

@@ -20,13 +20,15 @@ from scrimp.demo.workload import DemoCall, build, reference_workload
 from scrimp.formats import anthropic as anthropic_fmt
 from scrimp.formats import openai as openai_fmt
 from scrimp.gateway.app import create_app
-from scrimp.gateway.config import simulated
+from scrimp.gateway.config import DEFAULT_STAGES, simulated
 from scrimp.sim.config import SimConfig, default_models, parse_config
 from scrimp.sim.testing import run_simulator, serve_app
 
 # Stages the demo runs; each later lever adds itself here (and to the per-lever table).
-DEMO_STAGES = [
-    {"name": "ledger"}, {"name": "exact_cache", "backend": "sqlite"}, {"name": "semantic_cache"},
+# The default pipeline (every lever that never changes an answer: ledger, exact cache, prompt-cache planner),
+# with the two levers a team switches on in its config inserted where they belong.
+OPT_INS = [
+    {"name": "semantic_cache"},
     # Support questions go to the cheap model unless they touch billing failures or quotas (harder);
     # a shadow sample of the cheap model's answers is checked against gpt-4o by a drift guard.
     {"name": "router", "routes": {"support": {
@@ -35,8 +37,11 @@ DEMO_STAGES = [
                    "model": "gpt-4o"}],
         "shadow": {"share": 0.5, "max_usd_per_day": 0.05, "scorer": "exact", "seed": 1},
         "drift": {"target": 0.9, "min_samples": 5}}}},
-    {"name": "prompt_cache"},
 ]
+_AFTER = [s["name"] for s in DEFAULT_STAGES].index("exact_cache") + 1
+DEMO_STAGES = [dict(s) for s in DEFAULT_STAGES[:_AFTER]] + OPT_INS + [dict(s) for s in DEFAULT_STAGES[_AFTER:]]
+PIPELINE_LINE = ("pipeline: " + " -> ".join(s["name"] for s in DEMO_STAGES)
+                 + f" (the defaults, plus {' and '.join(s['name'] for s in OPT_INS)})")
 
 
 @dataclass
@@ -178,6 +183,7 @@ def _report(calls: list[DemoCall], direct: RunResult, via: RunResult) -> dict[st
         "",
         f"scrimp demo: {len(calls)} calls (support assistant, agent loop, nightly summaries) replayed against the",
         "simulated OpenAI and Anthropic APIs, once straight to the providers and once through scrimp.",
+        PIPELINE_LINE,
         "",
         f"{'':<26}{'direct':>14}{'via scrimp':>14}",
         f"{'calls to providers':<26}{direct.provider_calls:>14}{via.provider_calls:>14}",
