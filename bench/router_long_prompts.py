@@ -18,8 +18,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from router_mmlu import CHEAP, STRONG, features, halves, load, parser
 
-from scrimp.cache.semantic.embedder import default_model_path
-from scrimp.cache.semantic.onnx_embedder import MAX_TOKENS
+from scrimp.embedding.embedder import default_model_path
+from scrimp.embedding.onnx_embedder import MAX_TOKENS
 from scrimp.router import metrics
 from scrimp.router.model import Router
 

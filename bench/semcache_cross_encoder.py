@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from semcache_qqp import DATA, held_out_split
 
 from scrimp.cache.semantic.calibrate import calibrate
-from scrimp.cache.semantic.embedder import default_model_path
 from scrimp.cache.semantic.model import load_model
 from scrimp.cache.semantic.normalize import normalize
 from scrimp.cache.semantic.pairs import Pairs, group_split, read_pairs
 from scrimp.cache.semantic.training import pair_scores
+from scrimp.embedding.embedder import default_model_path
 
 MAX_TOKENS, BATCH = 64, 32
 

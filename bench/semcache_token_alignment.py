@@ -23,10 +23,10 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from semcache_qqp import DATA, held_out_split
 
-from scrimp.cache.semantic.embedder import default_model_path
 from scrimp.cache.semantic.normalize import normalize
 from scrimp.cache.semantic.pair_features import lexical
 from scrimp.cache.semantic.pairs import read_pairs
+from scrimp.embedding.embedder import default_model_path
 
 
 def token_vectors(texts: list[str]) -> tuple[list[np.ndarray], np.ndarray, list[list[int]]]:

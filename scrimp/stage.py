@@ -99,9 +99,9 @@ class StageContext:
 
     def embedder(self, *, int8: bool = True) -> Any:
         """The local sentence embedder (MiniLM, ONNX), one per process, shared by every stage that embeds."""
-        from scrimp.router.features import _onnx_embedder
+        from scrimp.embedding import shared_minilm
 
-        return _onnx_embedder(None, int8)
+        return shared_minilm(int8=int8)
 
 
 class Stage:

@@ -335,7 +335,7 @@ def test_prompt_cache_profile_settings_are_checked(tmp_path):
 
 
 def test_the_callers_own_key_is_forwarded_but_never_recorded(tmp_path):
-    with run_simulator() as (sim_url, sim_app):
+    with run_simulator() as (sim_url, _sim):
         cfg = simulated(sim_url, stages=[{"name": "ledger", "path": str(tmp_path / "l.db")}])
         cfg.models["gpt-4o-mini"].api_key = None  # forward the client's key
         app = create_app(cfg)

@@ -69,12 +69,9 @@ def lexical_matrix(prompts: list[str]) -> np.ndarray:
 
 
 def _onnx_embedder(threads: int | None, int8: bool):
-    from scrimp.cache.semantic.embedder import cache_dir, default_model_path
-    from scrimp.cache.semantic.onnx_embedder import LOOKUP_THREADS, shared_onnx_embedder
+    from scrimp.embedding import shared_minilm
 
-    name = "model-int8.onnx" if int8 else "model-fused.onnx"  # the semantic cache's exports, made on first use
-    return shared_onnx_embedder(default_model_path(), cache_dir() / "minilm-base" / name,
-                                threads=threads or LOOKUP_THREADS, int8=int8)
+    return shared_minilm(int8=int8, threads=threads)
 
 
 class Featurizer:
@@ -98,7 +95,7 @@ class Featurizer:
 
     def _embedder(self, bulk: bool):
         if self.runtime == "torch":
-            from scrimp.cache.semantic.embedder import LocalEmbedder
+            from scrimp.embedding.embedder import LocalEmbedder
 
             if self._lookup is None:
                 self._lookup = LocalEmbedder()

@@ -46,8 +46,8 @@ def model():
 
 
 def test_onnx_embeddings_match_pytorch(model, tmp_path):
-    from scrimp.cache.semantic.embedder import LocalEmbedder, default_model_path
-    from scrimp.cache.semantic.onnx_embedder import OnnxEmbedder
+    from scrimp.embedding.embedder import LocalEmbedder, default_model_path
+    from scrimp.embedding.onnx_embedder import OnnxEmbedder
 
     texts = ["How do refunds work?", "What's your refund policy?", "a much longer question " * 20]
     torch_vecs = LocalEmbedder().embed(texts)

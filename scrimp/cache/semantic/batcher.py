@@ -8,7 +8,7 @@ import contextlib
 
 import numpy as np
 
-from scrimp.cache.semantic.embedder import Embedder
+from scrimp.embedding.embedder import Embedder
 
 
 class BatchingEmbedder:

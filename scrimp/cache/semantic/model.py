@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from scrimp.cache.semantic.embedder import Embedder
 from scrimp.cache.semantic.normalize import normalize
 from scrimp.cache.semantic.pair_features import features
 from scrimp.cache.semantic.verifier import TreeVerifier
+from scrimp.embedding.embedder import Embedder
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
 
@@ -90,7 +90,7 @@ def load_model(directory: str | Path | None = None, *, runtime: str = "onnx",
                remote: dict[str, Any] | None = None, threads: int | None = None) -> SemanticModel:
     """Load a model directory (default: the shipped one). `runtime` is "onnx" (default) or "torch" for the
     local embedder; `remote` ({"base_url", "model", "api_key"}) uses an embeddings endpoint instead."""
-    from scrimp.cache.semantic.embedder import make_embedder
+    from scrimp.embedding.embedder import make_embedder
 
     directory = Path(directory) if directory else DEFAULT_MODEL_DIR
     spec_path = directory / "semantic.json"

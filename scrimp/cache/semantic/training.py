@@ -114,7 +114,7 @@ def train(pairs: Pairs, out_dir: str | Path, *, max_false_hit: float = 0.01, cal
         spec: dict = {"base": "all-MiniLM-L6-v2", "int8": int8}
         if adapt_embedder:
             from scrimp.cache.semantic.adapt import adapt
-            from scrimp.cache.semantic.embedder import default_model_path
+            from scrimp.embedding.embedder import default_model_path
 
             adapted = adapt(default_model_path(), fit.text_a, fit.text_b, fit.labels.tolist(), staging / "adapted",
                             train_layers=adapt_layers, epochs=adapt_epochs, seed=seed, progress=progress)

@@ -151,7 +151,7 @@ def make_embedder(spec: dict, model_dir: Path, *, runtime: str = "onnx", remote:
         return LocalEmbedder(path)
     if runtime != "onnx":
         raise ValueError(f"embedder runtime must be 'onnx' or 'torch', got {runtime!r}")
-    from scrimp.cache.semantic.onnx_embedder import LOOKUP_THREADS, shared_onnx_embedder
+    from scrimp.embedding.onnx_embedder import LOOKUP_THREADS, shared_onnx_embedder
 
     name = Path(path).name if delta else "minilm-base"
     int8 = bool(spec.get("int8"))
