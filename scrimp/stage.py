@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -52,9 +52,14 @@ class Upstream(Protocol):
 
 
 class LedgerWriter(Protocol):
-    """The part of the ledger store a stage may use: queue a row for one of the ledger's tables."""
+    """The part of the ledger store a stage may use: queue a row for one of the ledger's tables, read it back
+    (`?` placeholders, in either database), and wait until what was queued is written."""
 
     def write(self, row: dict[str, Any], table: str = "calls") -> None: ...
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def flush(self) -> None: ...
 
 
 class ServicesNotReady(RuntimeError):
@@ -69,11 +74,11 @@ class StageContext:
         self.models = models
         self.upstream = upstream
         self.clock = clock
-        self._ledger: Any = None
+        self._ledger: LedgerWriter | None = None
         self._sealed = False
 
     # -- provided by stages while they are built ------------------------------------------------------
-    def provide_ledger(self, store: Any) -> None:
+    def provide_ledger(self, store: LedgerWriter) -> None:
         if self._sealed:
             raise ServicesNotReady("services are provided while stages are built, not after")
         self._ledger = store
@@ -87,7 +92,7 @@ class StageContext:
                                    "handle(), not while the stage is built")
 
     @property
-    def ledger(self) -> Any:
+    def ledger(self) -> LedgerWriter | None:
         """The ledger store (`write`, `query`, `flush`), or None when no ledger stage is configured."""
         self._ready("ledger")
         return self._ledger
