@@ -95,6 +95,7 @@ class ShadowRunner:
             cost = pricing.cost(reply.served_model, reply.served_provider or None, resp.usage)
         except pricing.UnknownPrice:
             cost = 0.0
+        cost += sum(c.usd for c in sub.costs)  # attempts of its own the provider billed (a timed-out try)
         self.spent_today += cost
         self.record("calls", _shadow_call_row(sub, reply, resp, cost, self.route))
         # the spend is charged to the router, against the call it evaluated
