@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,7 +26,7 @@ from scrimp.gateway.upstream import Upstream
 from scrimp.gateway.wire import ANTHROPIC, OPENAI, Wire, error_response, request_id
 from scrimp.ledger.stage import record_call
 from scrimp.metrics import endpoint as metrics_endpoint
-from scrimp.pipeline import Call, Pipeline, Reply, collect, events_from_response
+from scrimp.pipeline import Call, Pipeline, Reply, collect, replay
 from scrimp.responses_store import ResponsesStore, open_responses_store
 from scrimp.tokens import count_tokens
 
@@ -174,23 +173,6 @@ async def handle_chat(request: Request, wire: Wire) -> Response:
     return StreamingResponse(wire.stream(events, call, reply.served_model or req.model),
                              media_type="text/event-stream",
                              headers={**_headers(call, reply), "cache-control": "no-cache"})
-
-
-async def replay(resp: Any) -> AsyncIterator[Any]:
-    """A complete response (a cache hit) as a stream: every choice (n > 1), then the final event."""
-    done = None
-    async for event in events_from_response(resp):
-        if event.kind == "done":
-            done = event
-        else:
-            yield event
-    for choice, (blocks, _stop) in enumerate(resp.extra_choices, start=1):
-        async for event in events_from_response(dataclasses.replace(resp, content=blocks, extra_choices=[])):
-            if event.kind != "done":
-                event.choice = choice
-                yield event
-    if done is not None:
-        yield done
 
 
 async def chat_completions(request: Request) -> Response:
