@@ -25,7 +25,7 @@ import orjson
 
 from scrimp.canonical import ChatRequest, ChatResponse, Usage
 
-_ids = random.Random()  # seeded from the OS once; an id per request from os.urandom costs ~30 us here
+_ids = random.Random()  # seeded from the OS once: os.urandom per request was a system call on the hot path
 
 
 def new_request_id() -> str:
@@ -38,9 +38,13 @@ class StreamEvent:
     """A canonical streaming event (Anthropic's event model, flattened).
 
     kind: "text" (index, text) | "tool_start" (index, id, name) | "tool_delta" (index, partial_json)
-          | "block_stop" (index) | "done" (response: the complete ChatResponse with real usage).
+          | "block_stop" (index) | "done" (response: the complete ChatResponse with real usage)
+          | "native" (an event with no canonical meaning: `raw` from an upstream speaking the client's API, or,
+            with `response`, the start of a replayed answer that has its `output_items`).
     choice: which of the n choices (OpenAI `n` > 1) a text/tool/block event belongs to; 0 for the first, whose
     blocks are the response's `content`, k > 0 for `extra_choices[k - 1]`.
+    raw: the upstream's own event this one came from, when it speaks the client's API (the Responses API to an
+    OpenAI model): the client's wire passes it on as it is; other consumers read the canonical fields.
     """
 
     kind: str
@@ -50,6 +54,7 @@ class StreamEvent:
     name: str = ""
     response: ChatResponse | None = None
     choice: int = 0
+    raw: dict[str, Any] | None = None
 
 
 @dataclass
@@ -228,7 +233,10 @@ def _link(stage: Handler, nxt: Next) -> Next:
 
 
 async def events_from_response(resp: ChatResponse) -> AsyncIterator[StreamEvent]:
-    """Replay a complete response as canonical stream events (a cache hit asked for as a stream)."""
+    """Replay a complete response as canonical stream events (a cache hit asked for as a stream). An answer with
+    the upstream's own output items starts with a "native" event carrying it, for the wire that renders them."""
+    if resp.output_items is not None:
+        yield StreamEvent("native", response=resp)
     for index, block in enumerate(resp.content):
         if block.get("type") == "text":
             words = block.get("text", "").split(" ")

@@ -92,7 +92,7 @@ class LedgerStore:
             if items[0] is not _STOP and not isinstance(items[0], threading.Event) \
                     and self._queue.qsize() < self.batch_size:
                 # Gather for a window, woken early only by flush() / close(): not by each row queued, whose
-                # wake-ups (and GIL hand-overs) cost more CPU than the inserts. Commits cost ~0.3 ms each here,
+                # wake-ups (and GIL hand-overs) cost more CPU than the inserts. Commits are the writer's main cost,
                 # so fewer, larger batches are what keep the writer cheap (bench/gateway_overhead.py).
                 self._wake.wait(self.batch_window_s)
                 self._wake.clear()
