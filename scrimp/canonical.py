@@ -36,6 +36,9 @@ class ChatRequest:
     prompt_cache_key: str | None = None  # OpenAI prompt-cache routing hint
     extra: dict[str, Any] = field(default_factory=dict)  # unknown params, passed to a same-format upstream
     inbound: Format = "openai"  # the wire format the client spoke
+    # The client's own request for an upstream that speaks its API natively (a Responses request to an OpenAI
+    # model: scrimp.formats.responses.Native), sent with the levers' edits applied; None for the others.
+    native: Any = field(default=None, repr=False, compare=False)
 
     def copy(self) -> ChatRequest:
         """A copy whose lists (system, tools, messages and each message's content) can be changed without
@@ -89,6 +92,10 @@ class ChatResponse:
     usage: Usage = field(default_factory=Usage)
     # Further choices when the client asked for n > 1 (OpenAI only): each a list of blocks + stop reason.
     extra_choices: list[tuple[list[dict[str, Any]], StopReason | None]] = field(default_factory=list)
+    # The upstream's own Responses API output items, when it answered through that API: what the Responses wire
+    # renders, hosted tool calls (web_search_call, ...) and annotations included. `content` holds what the
+    # canonical model can (text, function calls) for every other stage and wire.
+    output_items: list[dict[str, Any]] | None = None
 
     def text(self) -> str:
         return "".join(b.get("text", "") for b in self.content if b.get("type") == "text")

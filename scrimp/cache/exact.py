@@ -19,7 +19,7 @@ import orjson
 from scrimp import pricing
 from scrimp.cache.backends import CacheBackend, RedisBackend, SQLiteBackend
 from scrimp.canonical import ChatRequest, ChatResponse, Usage
-from scrimp.pipeline import Call, Next, Reply, StreamEvent
+from scrimp.pipeline import Call, Next, Reply, StreamEvent, new_request_id
 from scrimp.stage import Stage, StageContext
 
 log = logging.getLogger("scrimp.exact_cache")
@@ -38,8 +38,17 @@ def cache_key(tenant: str, model: str, req: ChatRequest) -> str:
         "temperature": req.temperature, "top_p": req.top_p, "stop": req.stop, "n": req.n, "seed": req.seed,
         "response_format": req.response_format, "extra": req.extra,
     }
+    native = native_material(req)
+    if native:
+        material["native"] = native
     digest = hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return f"{_tenant_slug(tenant)}:{digest}"
+
+
+def native_material(req: ChatRequest) -> dict[str, Any] | None:
+    """What changes the answer beyond the canonical fields, for a request an upstream is sent natively (hosted
+    tools, their items: `Native.opaque`); None when nothing does (such a key is the same as before)."""
+    return getattr(req.native, "opaque", None) or None
 
 
 def _tenant_slug(tenant: str) -> str:
@@ -55,7 +64,8 @@ def decode(raw: bytes) -> tuple[ChatResponse, float]:
     r = data["response"]
     resp = ChatResponse(id=r["id"], model=r["model"], content=r["content"], stop_reason=r["stop_reason"],
                         stop_sequence=r.get("stop_sequence"), usage=Usage(**r["usage"]),
-                        extra_choices=[(c[0], c[1]) for c in r.get("extra_choices", [])])
+                        extra_choices=[(c[0], c[1]) for c in r.get("extra_choices", [])],
+                        output_items=r.get("output_items"))
     return resp, float(data["cost_usd"])
 
 
@@ -78,9 +88,18 @@ class ExactCacheOptions:
 
 
 def fresh(resp: ChatResponse, call: Call) -> ChatResponse:
-    """A reused answer as a new response: its own id (the client may key on it); `created` is set at
-    rendering."""
-    return replace(resp, id=call.request_id.removeprefix("req_"))
+    """A reused answer as a new response: its own id (the client may key on it), and its upstream output items
+    their own ids (same prefix); `created` is set at rendering."""
+    items = resp.output_items
+    if items is not None:
+        items = [{**item, "id": _new_item_id(item["id"])} if isinstance(item.get("id"), str) else item
+                 for item in items]
+    return replace(resp, id=call.request_id.removeprefix("req_"), output_items=items)
+
+
+def _new_item_id(old: str) -> str:
+    prefix = old.split("_", 1)[0] if "_" in old else "item"
+    return f"{prefix}_{new_request_id()[4:]}"
 
 
 def reused_answer(lever: str, cost: float) -> tuple[str, str, float]:

@@ -5,9 +5,13 @@ A request's `input` items (messages, `function_call`, `function_call_output`) be
 `text.format` their canonical equivalents. The answer becomes a Response object whose `output` holds one item
 per canonical block: a `message` with an `output_text` part for text, a `function_call` for a tool call.
 
-Only what translates without loss is accepted. Hosted tools, background mode, conversations, prompt templates,
-file and audio inputs, item references and logprobs are refused with a 400 naming them; `reasoning` items in
-the input are dropped (Chat Completions and Messages upstreams cannot take them back).
+The client's own body is kept on the canonical request (`Native`): an OpenAI model is sent it through OpenAI's
+Responses API (scrimp.formats.responses_upstream), so hosted tools (web_search, file_search, ...), a
+`tool_choice` naming one and the items only OpenAI knows (web_search_call, ...) pass through to it untouched.
+The canonical request holds the rest; for an Anthropic model those are refused with a 400 naming them
+(`Native.only_openai`). Background mode, conversations, prompt templates, file and audio inputs, item
+references and logprobs are refused for every model; `reasoning` items reach an OpenAI model only (the
+canonical request leaves them out).
 """
 
 from __future__ import annotations
@@ -42,6 +46,29 @@ _TO_CHAT = {"safety_identifier": "safety_identifier", "service_tier": "service_t
 MIN_OUTPUT_TOKENS = 16  # OpenAI's floor for max_output_tokens
 
 
+# Parameters that change an OpenAI model's answer but have no canonical field (part of a cache key when set).
+_NATIVE_PARAMS = ("include", "truncation", "max_tool_calls", "reasoning")
+
+
+@dataclass
+class Native:
+    """A Responses request as its client sent it, for an OpenAI upstream's own Responses API.
+
+    `body` is the client's body; `history` the items of the earlier turns scrimp resolved for
+    `previous_response_id`. `system`, `messages` and `tools` are the canonical request's as parsed: a stage that
+    changed them makes the upstream input rebuilt from the canonical request. `only_openai` is what an Anthropic
+    model cannot be given (hosted tools, their items), each as the error that refuses it; `opaque` what changes
+    the answer beyond the canonical request (hosted tools, their items, `include`, ...), for cache keys."""
+
+    body: dict[str, Any]
+    system: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    only_openai: list[APIError] = field(default_factory=list)
+    opaque: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class ResponsesRequest:
     """A parsed Responses request: the canonical request for its own input, the input items (normalised, each
@@ -63,7 +90,14 @@ class ResponsesRequest:
     def continued(self, history: list[dict[str, Any]]) -> ChatRequest:
         """The canonical request with an earlier conversation's items (input and output) before this one's."""
         system, turns = to_canonical(history + self.items)
-        return dataclasses.replace(self.request, system=self.instructions + system, messages=turns)
+        system = self.instructions + system
+        native = self.request.native
+        opaque = dict(native.opaque)
+        earlier = [_keyed(item) for item in history if item.get("type") not in _TRANSLATED]
+        if earlier:
+            opaque["history"] = earlier
+        native = dataclasses.replace(native, history=history, system=system, messages=turns, opaque=opaque)
+        return dataclasses.replace(self.request, system=system, messages=turns, native=native)
 
 
 def item_id(prefix: str) -> str:
@@ -85,7 +119,8 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
     raw_input = body.get("input")
     if raw_input is None and not body.get("previous_response_id"):
         raise invalid("Missing required parameter: 'input'.", "input")
-    items = normalise_input(raw_input)
+    only_openai: list[APIError] = []
+    items = normalise_input(raw_input, only_openai)
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         raise invalid("Invalid type for 'instructions': expected a string.", "instructions")
@@ -98,7 +133,7 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
     metadata = body.get("metadata") or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise invalid("Invalid 'metadata': expected an object of string values.", "metadata")
-    tools, echo_tools = _tools(body.get("tools"))
+    tools, echo_tools, hosted = _tools(body.get("tools"), only_openai)
     fmt, text = _text_format(body.get("text"))
     reasoning = body.get("reasoning")
     if reasoning is not None and not isinstance(reasoning, dict):
@@ -108,7 +143,7 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
         extra["reasoning_effort"] = reasoning["effort"]
     if text.get("verbosity"):
         extra["verbosity"] = text["verbosity"]
-    choice = _tool_choice(body.get("tool_choice"))
+    choice, hosted_choice = _tool_choice(body.get("tool_choice"), only_openai)
     if body.get("parallel_tool_calls") is False and tools:
         extra["parallel_tool_calls"] = False
         if (choice or {}).get("type") != "none":  # Anthropic's way of saying it
@@ -125,6 +160,15 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
         temperature=_number(body, "temperature", 2.0), top_p=_number(body, "top_p", 1.0), response_format=fmt,
         stream=bool(body.get("stream")), include_usage=True, user=user, metadata=metadata,
         prompt_cache_key=cache_key, extra=extra, inbound="responses")
+    opaque: dict[str, Any] = {key: body[key] for key in _NATIVE_PARAMS if body.get(key) is not None}
+    if hosted:
+        opaque["tools"] = hosted
+    if hosted_choice is not None:
+        opaque["tool_choice"] = hosted_choice
+    own = [_keyed(item) for item in items if item["type"] not in _TRANSLATED]
+    if own:
+        opaque["items"] = own
+    req.native = Native(body, req.system, req.messages, req.tools, only_openai=only_openai, opaque=opaque)
     echo = {key: body[key] if body.get(key) is not None else default for key, default in _ECHOED.items()}
     echo.update(tools=echo_tools, text={**_ECHOED["text"], **text}, metadata=metadata)
     if reasoning:
@@ -135,11 +179,18 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
 # -- input items ----------------------------------------------------------------------------------------------
 
 _MESSAGE_ROLES = ("user", "assistant", "system", "developer")
-_UNSUPPORTED_ITEMS = {"item_reference": "item references (send the item itself)"}
+_TRANSLATED = ("message", "function_call", "function_call_output")  # the item types the canonical model holds
 
 
-def normalise_input(raw: Any) -> list[dict[str, Any]]:
-    """`input` as a list of items in their full form, each with an id (what `input_items` lists)."""
+def _keyed(item: dict[str, Any]) -> dict[str, Any]:
+    """An item as part of a cache key: its id is the upstream's name for it, not what it says."""
+    return {k: v for k, v in item.items() if k != "id"}
+
+
+def normalise_input(raw: Any, only_openai: list[APIError] | None = None) -> list[dict[str, Any]]:
+    """`input` as a list of items in their full form, each with an id (what `input_items` lists). Items only
+    OpenAI's Responses API takes (hosted tool calls and their outputs, reasoning) are kept as they are; the ones
+    an Anthropic model cannot be given are added to `only_openai` as the error that refuses them."""
     if raw is None:
         return []
     if isinstance(raw, str):
@@ -165,13 +216,20 @@ def normalise_input(raw: Any) -> list[dict[str, Any]]:
                 raise invalid(f"Missing required parameter: '{where}.call_id'.", f"{where}.call_id")
             items.append({"type": "function_call_output", "id": _id(item, "fco"), "call_id": item["call_id"],
                           "output": _tool_output(item.get("output"), f"{where}.output"), "status": "completed"})
-        elif kind == "reasoning":
-            continue  # an OpenAI reasoning model's own state: no translated upstream can take it back
+        elif kind == "item_reference":
+            raise APIError(400, f"Input item type '{kind}' at '{where}' is not supported by scrimp: item references "
+                                "(send the item itself).", param=f"{where}.type", code="unsupported_value")
+        elif isinstance(kind, str) and kind:
+            # An OpenAI model's own item (a reasoning item, a hosted tool call or its output): passed to OpenAI
+            # as it is; a reasoning item is left out for an Anthropic model, any other is refused for one.
+            items.append(item)
+            if kind != "reasoning" and only_openai is not None:
+                only_openai.append(APIError(
+                    400, f"Input item type '{kind}' at '{where}' is not supported by scrimp for an Anthropic model: "
+                         "only messages, function_call and function_call_output items are translated (an OpenAI "
+                         "model is given it as it is).", param=f"{where}.type", code="unsupported_value"))
         else:
-            what = _UNSUPPORTED_ITEMS.get(str(kind), "only messages, function_call and function_call_output "
-                                                     "items are translated")
-            raise APIError(400, f"Input item type '{kind}' at '{where}' is not supported by scrimp: {what}.",
-                           param=f"{where}.type", code="unsupported_value")
+            raise invalid(f"Invalid value for '{where}.type': {kind!r}.", f"{where}.type")
     return items
 
 
@@ -242,6 +300,8 @@ def to_canonical(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
 
     for item in items:
         kind = item["type"]
+        if kind not in _TRANSLATED:
+            continue  # an OpenAI model's own item: given to OpenAI natively, no canonical form
         if kind == "function_call":
             add("assistant", {"type": "tool_use", "id": item["call_id"], "name": item["name"],
                               "input": _arguments(item["arguments"])})
@@ -282,41 +342,58 @@ def _arguments(raw: str) -> Any:
 
 # -- tools, tool choice, text format -----------------------------------------------------------------------------
 
-def _tools(raw: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Function tools as canonical tools, and as the Response echoes them; any other tool is refused."""
+def _tools(raw: Any, only_openai: list[APIError]) \
+        -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Function tools as canonical tools; every tool as the Response echoes it; the hosted tools (web_search,
+    file_search, ...), which only an OpenAI model is given (refused for an Anthropic one)."""
     if raw is None:
-        return [], []
+        return [], [], []
     if not isinstance(raw, list):
         raise invalid("Invalid type for 'tools': expected an array.", "tools")
-    tools, echo = [], []
+    tools, echo, hosted = [], [], []
     for i, tool in enumerate(raw):
         kind = tool.get("type") if isinstance(tool, dict) else None
+        if not isinstance(kind, str) or not kind:
+            raise invalid(f"Missing required parameter: 'tools[{i}].type'.", f"tools[{i}].type")
         if kind != "function":
-            raise APIError(400, f"Tool type '{kind}' at 'tools[{i}]' is not supported by scrimp: only function "
-                                "tools are translated (hosted tools such as web_search, file_search, "
-                                "code_interpreter and computer_use_preview are not).",
-                           param=f"tools[{i}].type", code="unsupported_value")
+            only_openai.append(APIError(
+                400, f"Tool type '{kind}' at 'tools[{i}]' is not supported by scrimp for an Anthropic model: only "
+                     "function tools are translated (hosted tools such as web_search, file_search, "
+                     "code_interpreter and computer_use_preview are passed to OpenAI models only).",
+                param=f"tools[{i}].type", code="unsupported_value"))
+            hosted.append(tool)
+            echo.append(tool)
+            continue
         if not isinstance(tool.get("name"), str) or not tool["name"]:
             raise invalid(f"Missing required parameter: 'tools[{i}].name'.", f"tools[{i}].name")
         schema = tool.get("parameters") or {"type": "object", "properties": {}}
         tools.append({"name": tool["name"], "description": tool.get("description") or "", "input_schema": schema})
         echo.append({"type": "function", "name": tool["name"], "description": tool.get("description"),
                      "parameters": tool.get("parameters"), "strict": tool.get("strict")})
-    return tools, echo
+    return tools, echo, hosted
 
 
-def _tool_choice(choice: Any) -> dict[str, Any] | None:
+def _tool_choice(choice: Any, only_openai: list[APIError]) -> tuple[dict[str, Any] | None, Any]:
+    """The canonical tool choice, and a choice only an OpenAI model understands (a hosted tool, allowed_tools,
+    ...: canonical "auto"; refused for an Anthropic model)."""
     if choice is None:
-        return None
+        return None, None
     if choice in ("auto", "none"):
-        return {"type": choice}
+        return {"type": choice}, None
     if choice == "required":
-        return {"type": "any"}
-    if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
-        return {"type": "tool", "name": choice["name"]}
-    kind = choice.get("type") if isinstance(choice, dict) else choice
-    raise APIError(400, f"Invalid value for 'tool_choice': {kind!r} (scrimp supports 'auto', 'none', 'required' "
-                        "and a function by name).", param="tool_choice", code="unsupported_value")
+        return {"type": "any"}, None
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind == "function" and isinstance(choice.get("name"), str):
+        return {"type": "tool", "name": choice["name"]}, None
+    if isinstance(kind, str) and kind and kind != "function":
+        only_openai.append(APIError(
+            400, f"Invalid value for 'tool_choice': {kind!r} for an Anthropic model (scrimp translates 'auto', "
+                 "'none', 'required' and a function by name; other choices are passed to OpenAI models only).",
+            param="tool_choice", code="unsupported_value"))
+        return None, choice
+    raise APIError(400, f"Invalid value for 'tool_choice': {kind or choice!r} (scrimp supports 'auto', 'none', "
+                        "'required', a function by name and, for an OpenAI model, a hosted tool).",
+                   param="tool_choice", code="unsupported_value")
 
 
 def _text_format(text: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
@@ -372,7 +449,10 @@ def call_item(item: str, call_id: str, name: str, arguments: str, status: str = 
 
 
 def output_items(resp: ChatResponse) -> list[dict[str, Any]]:
-    """One output item per canonical block (empty text left out)."""
+    """The upstream's own output items when it answered through the Responses API (hosted tool calls and
+    annotations included), else one output item per canonical block (empty text left out)."""
+    if resp.output_items is not None:
+        return list(resp.output_items)
     status, _ = status_of(resp)
     items = []
     for block in resp.content:

@@ -10,6 +10,11 @@
 
 Every event carries a `sequence_number`. An item is closed when the next one starts or the answer ends (so its
 final status is known); a failure after the first byte ends the stream with `error` and `response.failed`.
+
+An answer from an OpenAI model's own Responses API is streamed as the upstream streamed it: its events (`raw`)
+are passed on as they are (hosted tool calls, annotations and all) with this stream's sequence numbers, around
+this stream's own `response.created` / `response.completed`. A replayed answer that has the upstream's output
+items (a cache hit) has them streamed again, item by item.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class StreamWriter:
         self.seq = 0
         self.items: list[dict[str, Any]] = []
         self.open: _Open | None = None
+        self.native = False  # the output is the upstream's own items (passed on or replayed), not built here
 
     def _sse(self, kind: str, data: dict[str, Any]) -> bytes:
         data = {"type": kind, **data, "sequence_number": self.seq}
@@ -57,6 +63,14 @@ class StreamWriter:
     def event(self, ev: StreamEvent) -> bytes:
         """A text or tool event (block_stop and other choices are not Responses events)."""
         if ev.choice:
+            return b""
+        if ev.raw is not None:
+            self.native = True
+            return self._passed(ev.raw)
+        if ev.kind == "native" and ev.response is not None:
+            self.native = True
+            return self._replayed(ev.response.output_items or [])
+        if self.native:  # the canonical events of an answer already streamed as its own items
             return b""
         out = b""
         if ev.kind == "text" and ev.text:
@@ -75,6 +89,62 @@ class StreamWriter:
             self.open.parts.append(ev.text)
             out += self._sse("response.function_call_arguments.delta", {**self._where(), "delta": ev.text})
         return out
+
+    def _passed(self, raw: dict[str, Any]) -> bytes:
+        """An upstream Responses event, passed on with this stream's sequence number."""
+        kind = raw.get("type", "")
+        data = {k: v for k, v in raw.items() if k not in ("type", "sequence_number")}
+        if kind == "response.output_item.done" and isinstance(data.get("item"), dict):
+            self.items.append(data["item"])
+        return self._sse(kind, data)
+
+    def _replayed(self, items: list[dict[str, Any]]) -> bytes:
+        """A complete answer's output items as the events that stream them."""
+        out = b""
+        for item in items:
+            index = len(self.items)
+            where = {"item_id": item.get("id"), "output_index": index}
+            kind = item.get("type")
+            if kind == "message":
+                out += self._sse("response.output_item.added", {"output_index": index, "item": {
+                    **item, "status": "in_progress", "content": []}})
+                for n, part in enumerate(item.get("content") or []):
+                    out += self._replayed_part(where, n, part)
+            elif kind == "function_call":
+                args = item.get("arguments", "")
+                out += self._sse("response.output_item.added", {"output_index": index, "item": {
+                    **item, "arguments": "", "status": "in_progress"}})
+                out += self._sse("response.function_call_arguments.delta", {**where, "delta": args})
+                out += self._sse("response.function_call_arguments.done", {**where, "arguments": args})
+            else:
+                started = {**item, "status": "in_progress"} if "status" in item else item
+                out += self._sse("response.output_item.added", {"output_index": index, "item": started})
+                if kind in ("web_search_call", "file_search_call"):
+                    for step in ("in_progress", "searching", "completed"):
+                        out += self._sse(f"response.{kind}.{step}", where)
+            out += self._sse("response.output_item.done", {"output_index": index, "item": item})
+            self.items.append(item)
+        return out
+
+    def _replayed_part(self, where: dict[str, Any], n: int, part: dict[str, Any]) -> bytes:
+        at = {**where, "content_index": n}
+        kind = part.get("type")
+        if kind == "output_text":
+            text = part.get("text", "")
+            out = self._sse("response.content_part.added", {**at, "part": {**part, "text": "", "annotations": []}})
+            out += self._sse("response.output_text.delta", {**at, "delta": text, "logprobs": []})
+            for a, annotation in enumerate(part.get("annotations") or []):
+                out += self._sse("response.output_text.annotation.added", {**at, "annotation_index": a,
+                                                                           "annotation": annotation})
+            out += self._sse("response.output_text.done", {**at, "text": text, "logprobs": []})
+        elif kind == "refusal":
+            refusal = part.get("refusal", "")
+            out = self._sse("response.content_part.added", {**at, "part": {**part, "refusal": ""}})
+            out += self._sse("response.refusal.delta", {**at, "delta": refusal})
+            out += self._sse("response.refusal.done", {**at, "refusal": refusal})
+        else:
+            out = self._sse("response.content_part.added", {**at, "part": part})
+        return out + self._sse("response.content_part.done", {**at, "part": part})
 
     def _where(self) -> dict[str, Any]:
         assert self.open is not None
@@ -111,7 +181,10 @@ class StreamWriter:
         return self._close(last)
 
     def final(self, resp: ChatResponse, completed_at: float) -> dict[str, Any]:
-        """The complete Response object: the streamed items with the answer's status and usage."""
+        """The complete Response object: the streamed items (the upstream's own final ones, when it streamed
+        them) with the answer's status and usage."""
+        if self.native and resp.output_items is not None:
+            return finished(self.base, resp, list(resp.output_items), completed_at)
         return finished(self.base, resp, list(self.items), completed_at)
 
     def finish(self, response: dict[str, Any]) -> bytes:

@@ -10,6 +10,10 @@ before the client has seen a byte. Once streaming, a failure ends the stream. A 
 `timeout_s` as its total deadline; a stream has a connect timeout, a time-to-first-byte timeout and an idle
 timeout between events, so a healthy long answer is never cut.
 
+A Responses API request to an OpenAI model goes to that model's own Responses API with the client's body
+(scrimp.formats.responses_upstream); to an Anthropic model it is translated like any other, and what only
+OpenAI serves (hosted tools) is refused for it, an Anthropic fallback skipped.
+
 An OpenAI `response_format` (JSON object or schema) served by an Anthropic model is checked: the answer must
 parse as JSON (for a schema: the right top-level type and required keys); one repair call is made otherwise,
 and a second bad answer is an error rather than prose.
@@ -32,6 +36,7 @@ from scrimp import pricing
 from scrimp.canonical import ChatRequest, ChatResponse, Usage
 from scrimp.formats import anthropic as anthropic_fmt
 from scrimp.formats import openai as openai_fmt
+from scrimp.formats import responses_upstream
 from scrimp.formats.errors import APIError
 from scrimp.gateway.config import GatewayConfig, ModelSpec
 from scrimp.pipeline import Call, Reply, StreamEvent, events_from_response
@@ -97,6 +102,11 @@ class Upstream:
                 raise APIError(400, f"Invalid 'n': {spec.name} is an Anthropic model and returns one choice; "
                                     f"n={call.request.n} needs an OpenAI model (or ask for n=1).", param="n")
             candidates = [c for c in candidates if c.provider != "anthropic"]
+        refused = responses_upstream.refusal(call.request)
+        if refused is not None:  # hosted tools and their items: OpenAI models only
+            if spec.provider == "anthropic":
+                raise refused
+            candidates = [c for c in candidates if c.provider != "anthropic"]
         last: APIError | None = None
         for n, candidate in enumerate(candidates):
             try:
@@ -128,6 +138,8 @@ class Upstream:
         req = adapt_params(request, spec)
         if spec.provider == "anthropic":
             return "/v1/messages", anthropic_fmt.build_request(req, spec.remote_name, stream=req.stream)
+        if responses_upstream.applies(req):
+            return responses_upstream.PATH, responses_upstream.build_request(req, spec.remote_name)
         return "/chat/completions", openai_fmt.build_request(req, spec.remote_name, stream=req.stream,
                                                              max_tokens_field=spec.max_tokens_field)
 
@@ -164,14 +176,15 @@ class Upstream:
         data = orjson.dumps(body)
         url = spec.base_url + path
 
+        parse, parse_stream, assemble = _dialect(spec, path)
+
         async def attempt() -> Reply:
             if req.stream:
-                return await self._open_stream(call, spec, url, data, headers)
+                return await self._open_stream(call, spec, url, data, headers, parse_stream, assemble)
             async with self.session().post(url, data=data, headers=headers) as resp:
                 content = await resp.read()
                 if resp.status != 200:
                     raise _error_of(resp.status, content, resp.headers)
-            parse = anthropic_fmt.parse_response if spec.provider == "anthropic" else openai_fmt.parse_response
             try:
                 result = parse(orjson.loads(content))
             except (orjson.JSONDecodeError, AttributeError, TypeError) as exc:
@@ -181,8 +194,9 @@ class Upstream:
 
         return await self._retrying(call, spec, attempt, None if req.stream else lambda: timed_out_cost(req, spec))
 
-    async def _open_stream(self, call: Call, spec: ModelSpec, url: str, data: bytes,
-                           headers: dict[str, str]) -> Reply:
+    async def _open_stream(self, call: Call, spec: ModelSpec, url: str, data: bytes, headers: dict[str, str],
+                           parser: Callable[..., AsyncIterator[StreamEvent]],
+                           assemble: Callable[[dict[str, Any]], ChatResponse]) -> Reply:
         """Open a stream and wait for its first event (so a failure so far can still be retried)."""
         policy = self.config.upstream
         first_byte = policy.first_byte_timeout_s or policy.timeout_s
@@ -199,8 +213,6 @@ class Upstream:
                 resp.release()
             raise _error_of(resp.status, content, resp.headers)
         state: dict[str, Any] = {}
-        parser = anthropic_fmt.parse_stream if spec.provider == "anthropic" else openai_fmt.parse_stream
-        assemble = anthropic_fmt.assemble if spec.provider == "anthropic" else openai_fmt.assemble
 
         async def lines() -> AsyncIterator[str]:
             # Read whatever has arrived and split it into lines: one timeout per network read, not per line.
@@ -318,6 +330,17 @@ class Upstream:
         except pricing.UnknownPrice:
             usd = 0.0
         call.spend(usd, f"json: {what}", model=spec.name)
+
+
+def _dialect(spec: ModelSpec, path: str) -> tuple[Callable[[dict[str, Any]], ChatResponse],
+                                                   Callable[..., AsyncIterator[StreamEvent]],
+                                                   Callable[[dict[str, Any]], ChatResponse]]:
+    """How the API at `path` answers: (parse a response, parse a stream, assemble a stream's state)."""
+    if spec.provider == "anthropic":
+        return anthropic_fmt.parse_response, anthropic_fmt.parse_stream, anthropic_fmt.assemble
+    if path == responses_upstream.PATH:
+        return responses_upstream.parse_response, responses_upstream.parse_stream, responses_upstream.assemble
+    return openai_fmt.parse_response, openai_fmt.parse_stream, openai_fmt.assemble
 
 
 def _wants_json_check(req: ChatRequest, spec: ModelSpec) -> bool:

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from scrimp.sim import engine
+from scrimp.sim import engine, web_search
 from scrimp.sim.app import SimState, check_key, read_json, state_of
 from scrimp.sim.config import ModelConfig
 from scrimp.sim.errors import SimError, invalid
@@ -28,12 +28,15 @@ from scrimp.sim.responses_input import Plan, new_id, plan, renamed, store_of
 from scrimp.tokens import count_tokens
 
 
-def output_items(model: ModelConfig, gen: engine.Generation, include: list[str]) -> list[dict[str, Any]]:
+def output_items(model: ModelConfig, gen: engine.Generation, include: list[str],
+                 search: str | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if model.reasoning:  # the reasoning itself is hidden; a stateless client may ask for it, encrypted, to send back
         out.append({"id": new_id("rs_"), "type": "reasoning", "summary": []})
         if "reasoning.encrypted_content" in include:
             out[-1]["encrypted_content"] = base64.b64encode(new_id("sim:").encode()).decode()
+    if search is not None and not gen.tool_calls:  # a hosted web search, made before the answer
+        out.append(web_search.call_item(new_id("ws_"), search))
     for call in gen.tool_calls:
         out.append({"id": new_id("fc_"), "type": "function_call", "status": "completed", "call_id": call["id"],
                     "name": call["name"], "arguments": orjson.dumps(call["arguments"]).decode()})
@@ -42,6 +45,8 @@ def output_items(model: ModelConfig, gen: engine.Generation, include: list[str])
         out.append({"id": new_id("msg_"), "type": "message", "role": "assistant",
                     "status": "incomplete" if gen.finish == "length" else "completed",
                     "content": [{"type": "output_text", "text": gen.text, "annotations": [], "logprobs": []}]})
+        if search is not None:
+            out[-1] = web_search.cite(out[-1], search)
     return out
 
 
@@ -63,7 +68,8 @@ def response_body(rid: str, model: ModelConfig, p: Plan, gen: engine.Generation,
             "status": "incomplete" if incomplete else "completed", "background": False,
             "completed_at": None if incomplete else int(time.time()), "error": None,
             "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
-            "model": model.name, "output": output_items(model, gen, p.include), **p.echo, "service_tier": "default",
+            "model": model.name, "output": output_items(model, gen, p.include, p.search), **p.echo,
+            "service_tier": "default",
             "usage": usage_of(usage)}
 
 
@@ -97,6 +103,8 @@ def run_response(state: SimState, body: dict[str, Any]) -> tuple[dict[str, Any],
     except SimError as exc:
         raise renamed(exc) from None
     response = response_body(new_id("resp_"), model, p, gens[0], usage, int(time.time()))
+    if any(item["type"] == "web_search_call" for item in response["output"]):
+        state.counters.hit("responses.web_search")
     if response["store"]:
         store_of(state).put(response, p.context, p.new)
     return response, gens[0], out
@@ -135,7 +143,12 @@ async def stream_events(response: dict[str, Any], pace: Pacing | None, after: in
         await asyncio.sleep(pace.ttft)
     for index, item in enumerate(response["output"]):
         ids = {"item_id": item["id"], "output_index": index}
-        if item["type"] == "reasoning":
+        if item["type"] == "web_search_call":
+            yield event("response.output_item.added", output_index=index,
+                        item=dict(item, status="in_progress", action={"type": "search"}))
+            for step in ("in_progress", "searching", "completed"):
+                yield event(f"response.web_search_call.{step}", **ids)
+        elif item["type"] == "reasoning":
             yield event("response.output_item.added", output_index=index, item=item)
             if pace and pace.per_token and pace.reasoning:  # thinking before the first visible token
                 await asyncio.sleep(pace.per_token * pace.reasoning)
@@ -150,7 +163,8 @@ async def stream_events(response: dict[str, Any], pace: Pacing | None, after: in
             part = item["content"][0]
             yield event("response.output_item.added", output_index=index,
                         item=dict(item, status="in_progress", content=[]))
-            yield event("response.content_part.added", **ids, content_index=0, part=dict(part, text=""))
+            yield event("response.content_part.added", **ids, content_index=0,
+                        part=dict(part, text="", annotations=[]))
             pieces = [piece for piece in _pieces(part["text"]) if piece]
             for n, piece in enumerate(pieces):
                 if pace and pace.drop and n >= len(pieces) // 2:
@@ -162,6 +176,9 @@ async def stream_events(response: dict[str, Any], pace: Pacing | None, after: in
                 if pace and pace.per_token:
                     await asyncio.sleep(pace.per_token * count_tokens(piece))
                 yield event("response.output_text.delta", **ids, content_index=0, delta=piece, logprobs=[])
+            for n, annotation in enumerate(part["annotations"]):
+                yield event("response.output_text.annotation.added", **ids, content_index=0, annotation_index=n,
+                            annotation=annotation)
             yield event("response.output_text.done", **ids, content_index=0, text=part["text"], logprobs=[])
             yield event("response.content_part.done", **ids, content_index=0, part=part)
         yield event("response.output_item.done", output_index=index, item=item)

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from scrimp.sim import engine
+from scrimp.sim import engine, web_search
 from scrimp.sim.app import SimState
 from scrimp.sim.config import ModelConfig
 from scrimp.sim.errors import SimError, invalid
@@ -78,6 +78,7 @@ class Plan:
     new: list[dict[str, Any]]  # this request's own input items
     echo: dict[str, Any]  # request fields the Response object repeats
     include: list[str]  # extra output asked for ("reasoning.encrypted_content")
+    search: str | None = None  # the query of the web search the model makes first (scrimp.sim.web_search)
 
 
 def _parts(content: Any, where: str, role: str) -> list[dict[str, Any]]:
@@ -148,6 +149,9 @@ def input_items(raw: Any, store: ResponseStore) -> list[dict[str, Any]]:
                           "summary": item.get("summary") or [],
                           **({"encrypted_content": item["encrypted_content"]} if item.get("encrypted_content")
                              else {})})
+        elif kind == "web_search_call":  # an earlier search sent back: kept in the conversation, not shown
+            items.append({"id": _string(item, "id", where), "type": "web_search_call",
+                          "status": item.get("status") or "completed", "action": item.get("action") or {}})
         elif kind == "item_reference":
             ref = store.items.get(item["id"]) if isinstance(item.get("id"), str) else None
             if ref is None:
@@ -204,18 +208,23 @@ def check_tool_outputs(items: list[dict[str, Any]]) -> None:
             raise invalid(f"No tool output found for function call {call_id}.", "input")
 
 
-def _tools(tools: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(chat tools, the tools as the Response object echoes them). Hosted tools are refused."""
+def _tools(tools: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    """(chat tools, the tools as the Response object echoes them, whether web search is offered). Hosted tools
+    other than web search are refused."""
     if tools is None:
-        return [], []
+        return [], [], False
     if not isinstance(tools, list):
         raise invalid("Invalid type for 'tools': expected an array.", "tools")
-    chat, echo = [], []
+    chat, echo, search = [], [], False
     for i, tool in enumerate(tools):
         kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind in web_search.TYPES:
+            echo.append(web_search.tool(tool, f"tools[{i}]"))
+            search = True
+            continue
         if kind != "function":
             raise SimError(400, f"Tool type {kind!r} is not supported by the simulator: it runs function tools "
-                                "only (hosted tools such as web_search or file_search are not simulated).",
+                                "and web_search only (other hosted tools such as file_search are not simulated).",
                            param=f"tools[{i}].type", code="unsupported_value")
         name = _string(tool, "name", f"tools[{i}]")
         params = tool.get("parameters")
@@ -227,12 +236,14 @@ def _tools(tools: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         chat.append({"type": "function", "function": dict(fn, strict=tool.get("strict", True))})
         echo.append({"type": "function", "name": name, "description": tool.get("description"),
                      "parameters": params, "strict": tool.get("strict", True)})
-    return chat, echo
+    return chat, echo, search
 
 
 def _tool_choice(choice: Any) -> Any:
     if choice is None or choice in ("auto", "none", "required"):
         return choice
+    if isinstance(choice, dict) and choice.get("type") in web_search.TYPES:
+        return "web_search"  # the model must search (not a chat tool choice)
     if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
     raise invalid("Invalid value for 'tool_choice': expected 'auto', 'none', 'required' or "
@@ -331,13 +342,21 @@ def plan(state: SimState, model: ModelConfig, body: dict[str, Any]) -> Plan:
     if not new and not body.get("instructions") and prev_id is None:
         raise invalid("Missing required parameter: 'input'.", "input")
     check_tool_outputs(context)
-    tools, tools_echo = _tools(body.get("tools"))
+    tools, tools_echo, searchable = _tools(body.get("tools"))
     fmt, text_echo = _text_format(body.get("text"))
     effort, reasoning_echo = _reasoning(model, body.get("reasoning"))
     chat: dict[str, Any] = {"model": model.name, "messages": chat_messages(body.get("instructions"), context)}
     if not chat["messages"]:
         raise invalid("Missing required parameter: 'input'.", "input")
-    for key, value in (("tools", tools or None), ("tool_choice", _tool_choice(body.get("tool_choice"))),
+    choice = _tool_choice(body.get("tool_choice"))
+    if choice == "web_search" and not searchable:
+        raise invalid("Tool choice 'web_search' requires a web_search tool in 'tools'.", "tool_choice")
+    # A model offered web search searches first, unless told not to or to call a function.
+    forced_function = bool(tools) and (choice == "required" or isinstance(choice, dict))
+    search = final_text(context) if searchable and choice != "none" and not forced_function else None
+    if choice == "web_search" or (choice == "required" and not tools):
+        choice = None
+    for key, value in (("tools", tools or None), ("tool_choice", choice),
                        ("response_format", fmt), ("max_completion_tokens", body.get("max_output_tokens")),
                        ("temperature", body.get("temperature")), ("top_p", body.get("top_p")),
                        ("prompt_cache_key", body.get("prompt_cache_key")), ("reasoning_effort", effort)):
@@ -354,7 +373,15 @@ def plan(state: SimState, model: ModelConfig, body: dict[str, Any]) -> Plan:
         "top_logprobs": body.get("top_logprobs") or 0, "top_p": body.get("top_p", 1.0),
         "truncation": body.get("truncation") or "disabled", "user": body.get("user"),
     }
-    return Plan(chat=chat, context=context, new=new, echo=echo, include=body.get("include") or [])
+    return Plan(chat=chat, context=context, new=new, echo=echo, include=body.get("include") or [], search=search)
+
+
+def final_text(items: list[dict[str, Any]]) -> str:
+    """The last user message's text (what a web search looks for)."""
+    for item in reversed(items):
+        if item["type"] == "message" and item["role"] == "user":
+            return " ".join(p.get("text", "") for p in item["content"] if p.get("type") == "input_text")[:200]
+    return ""
 
 
 # Chat parameter names in errors from the shared chat path, as the Responses API names them.

@@ -1,5 +1,6 @@
-"""The OpenAI Responses API through scrimp, with the official SDK, to an OpenAI model (translated to Chat
-Completions upstream) and to an Anthropic model: text, streaming, function calls, JSON schema output,
+"""The OpenAI Responses API through scrimp, with the official SDK, to an OpenAI model (sent natively to its
+Responses API; more in test_responses_native.py) and to an Anthropic model (translated to Messages): text,
+streaming, function calls, JSON schema output,
 previous_response_id chains, stored responses per tenant, exact-cache hits, ledger rows priced by hand, and
 errors in OpenAI's shape. The store itself is tested over SQLite, PostgreSQL and memory."""
 
@@ -21,6 +22,7 @@ from scrimp.sim.config import ModelConfig, SimConfig
 from scrimp.sim.testing import run_simulator, serve_app
 
 MODELS = ["gpt-4o-mini", "claude-haiku-4-5"]
+CLAUDE = "claude-haiku-4-5"
 # USD per million tokens (input, output) as the providers publish them, written here by hand.
 PER_MTOK = {"gpt-4o-mini": (0.15, 0.60), "claude-haiku-4-5": (1.00, 5.00)}
 WEATHER = {"type": "function", "name": "get_weather", "description": "The weather in a city.",
@@ -41,7 +43,7 @@ def by_hand(model: str, input_tokens: int, output_tokens: int) -> float:
 
 @pytest.fixture
 def sent(gw, monkeypatch) -> list[dict[str, Any]]:
-    """The bodies the gateway sends upstream (Chat Completions or Messages), in order."""
+    """The bodies the gateway sends upstream (Responses for OpenAI models, Messages for Anthropic ones), in order."""
     bodies: list[dict[str, Any]] = []
     upstream = gw.gateway.upstream
     original = upstream.body
@@ -56,8 +58,13 @@ def sent(gw, monkeypatch) -> list[dict[str, Any]]:
 
 
 def texts_sent(body: dict[str, Any]) -> str:
-    """Everything a model was sent, as one string (system and every turn)."""
-    return json.dumps({k: body.get(k) for k in ("system", "messages")})
+    """Everything a model was sent, as one string (system / instructions and every turn / input item)."""
+    return json.dumps({k: body.get(k) for k in ("system", "messages", "instructions", "input")})
+
+
+def endpoints(gw) -> dict[str, int]:
+    """The simulator's requests per endpoint."""
+    return gw.sim.counters.snapshot()["endpoints"]
 
 
 # -- text ------------------------------------------------------------------------------------------------------
@@ -79,9 +86,10 @@ def test_text_response_object_and_usage(gw, sent, model):
     if model.startswith("claude"):
         assert body["system"] == [{"type": "text", "text": "Be brief."}]
         assert body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hello there"}]}]
-    else:
-        assert body["messages"] == [{"role": "system", "content": "Be brief."},
-                                    {"role": "user", "content": "hello there"}]
+    else:  # the client's own body, natively
+        assert body == {"model": model, "input": [{"role": "user", "content": "hello there"}],
+                        "instructions": "Be brief.", "store": False}
+        assert endpoints(gw) == {"responses": 1}
 
 
 def test_input_items_with_developer_message_and_parameters_reach_the_model(gw, sent):
@@ -90,9 +98,9 @@ def test_input_items_with_developer_message_and_parameters_reach_the_model(gw, s
         input=[{"role": "developer", "content": "Answer in French."},
                {"role": "user", "content": [{"type": "input_text", "text": "What is a cache?"}]}])
     (body,) = sent
-    assert body["messages"] == [{"role": "system", "content": "Answer in French."},
-                                {"role": "user", "content": "What is a cache?"}]
-    assert body["temperature"] == 0.3 and body["top_p"] == 0.9 and body["max_tokens"] == 300
+    assert body["input"] == [{"role": "developer", "content": "Answer in French."},
+                             {"role": "user", "content": [{"type": "input_text", "text": "What is a cache?"}]}]
+    assert body["temperature"] == 0.3 and body["top_p"] == 0.9 and body["max_output_tokens"] == 300
     assert r.temperature == 0.3 and r.max_output_tokens == 300 and r.metadata == {"feature": "faq"}
     (row,) = gw.rows()
     assert row["feature"] == "faq" and row["inbound"] == "responses"
@@ -101,7 +109,7 @@ def test_input_items_with_developer_message_and_parameters_reach_the_model(gw, s
 def test_reasoning_effort_reaches_an_openai_model_that_refuses_it(gw, sent):
     with pytest.raises(openai.BadRequestError) as exc:  # gpt-4o-mini does not reason: refused as OpenAI does
         client(gw).responses.create(model="gpt-4o-mini", input="think", reasoning={"effort": "low"})
-    assert "reasoning_effort" in exc.value.message and sent[0]["reasoning_effort"] == "low"
+    assert exc.value.param == "reasoning.effort" and sent[0]["reasoning"] == {"effort": "low"}
 
 
 @pytest.fixture(scope="module")
@@ -216,12 +224,13 @@ def test_function_call_round_trip(gw, sent, model):
         assert assistant["content"] == [{"type": "tool_use", "id": call.call_id, "name": "get_weather",
                                          "input": json.loads(call.arguments)}]
         assert result["content"] == [{"type": "tool_result", "tool_use_id": call.call_id, "content": "Sunny, 24 C"}]
-    else:
-        user, assistant, result = body["messages"]
-        assert user == {"role": "user", "content": "What is the weather in Paris?"}
-        assert assistant["tool_calls"][0]["id"] == call.call_id
-        assert json.loads(assistant["tool_calls"][0]["function"]["arguments"]) == json.loads(call.arguments)
-        assert result == {"role": "tool", "tool_call_id": call.call_id, "content": "Sunny, 24 C"}
+    else:  # scrimp resolves previous_response_id: the whole conversation goes, and nothing is stored upstream
+        user, fn_call, result = body["input"]
+        assert user == {"type": "message", "role": "user",
+                        "content": [{"type": "input_text", "text": "What is the weather in Paris?"}]}
+        assert fn_call == call.model_dump(exclude_none=True)
+        assert result == {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 24 C"}
+        assert body["store"] is False and "previous_response_id" not in body
     items = c.responses.input_items.list(second.id, order="asc").data
     assert [i.type for i in items] == ["message", "function_call", "function_call_output"]
     assert items[1].id == call.id and items[2].call_id == call.call_id
@@ -386,18 +395,25 @@ def test_ledger_rows_priced_by_hand(gw, model):
     ({}, 400, "input", "Missing required parameter: 'input'"),
     ({"input": "hi", "max_output_tokens": 5}, 400, "max_output_tokens", "Expected a value >= 16"),
     ({"input": "hi", "model": "gpt-9"}, 404, "model", "gpt-9"),
-    ({"input": "hi", "tools": [{"type": "web_search"}]}, 400, "tools[0].type", "'web_search'"),
-    ({"input": "hi", "tools": [WEATHER, {"type": "file_search", "vector_store_ids": ["vs_1"]}]}, 400,
-     "tools[1].type", "'file_search'"),
+    # hosted tools and their items: passed to an OpenAI model (test_responses_native.py), refused for an Anthropic one
+    ({"input": "hi", "tools": [{"type": "web_search"}], "model": CLAUDE}, 400, "tools[0].type", "'web_search'"),
+    ({"input": "hi", "tools": [WEATHER, {"type": "file_search", "vector_store_ids": ["vs_1"]}], "model": CLAUDE},
+     400, "tools[1].type", "'file_search'"),
     ({"input": "hi", "tools": [{"type": "computer_use_preview", "display_width": 1, "display_height": 1,
-                                "environment": "linux"}]}, 400, "tools[0].type", "'computer_use_preview'"),
-    ({"input": "hi", "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}, 400,
+                                "environment": "linux"}], "model": CLAUDE}, 400, "tools[0].type",
+     "'computer_use_preview'"),
+    ({"input": "hi", "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}], "model": CLAUDE}, 400,
      "tools[0].type", "'code_interpreter'"),
+    ({"input": "hi", "tool_choice": {"type": "web_search_preview"}, "model": CLAUDE}, 400, "tool_choice",
+     "web_search_preview"),
+    ({"input": [{"role": "user", "content": "hi"}, {"type": "web_search_call", "id": "ws_1", "status": "completed",
+                                                   "action": {"type": "search", "query": "q"}}], "model": CLAUDE},
+     400, "input[1].type", "'web_search_call'"),
     ({"input": "hi", "background": True}, 400, "background", "'background'"),
     ({"input": [{"type": "item_reference", "id": "msg_1"}]}, 400, "input[0].type", "'item_reference'"),
     ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file_1"}]}]}, 400,
      "input[0].content[0].type", "'input_file'"),
-    ({"input": "hi", "tool_choice": {"type": "web_search_preview"}}, 400, "tool_choice", "web_search_preview"),
+    ({"input": "hi", "tool_choice": "sometimes"}, 400, "tool_choice", "sometimes"),
     ({"input": "hi", "text": {"format": {"type": "xml"}}}, 400, "text.format.type", "'xml'"),
     ({"input": "hi", "extra_body": {"frobnicate": 1}}, 400, "frobnicate", "Unknown parameter: 'frobnicate'"),
 ])
@@ -481,9 +497,9 @@ def test_input_image_by_data_url_reaches_the_model(gw, sent, model):
         {"role": "user", "content": [{"type": "input_text", "text": "What is this?"}, image]}])
     assert r.output_text
     (body,) = sent
-    parts = body["messages"][-1]["content"]
     if model.startswith("claude"):
+        parts = body["messages"][-1]["content"]
         assert parts[1] == {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                                         "data": "iVBORw0KGgo="}}
     else:
-        assert parts[1] == {"type": "image_url", "image_url": {"url": image["image_url"]}}
+        assert body["input"][-1]["content"][1] == image

@@ -282,7 +282,7 @@ def test_errors_in_openai_shape(sim_url, sim_state):
         c.responses.create(model="gpt-nope", input="x")
     assert err.value.body["code"] == "model_not_found" and err.value.body["type"] == "invalid_request_error"
     with pytest.raises(openai.BadRequestError) as err:
-        c.responses.create(model="gpt-4o-mini", input="x", tools=[{"type": "web_search"}])
+        c.responses.create(model="gpt-4o-mini", input="x", tools=[{"type": "file_search", "vector_store_ids": ["v"]}])
     assert err.value.body["param"] == "tools[0].type" and "not supported" in err.value.body["message"]
     with pytest.raises(openai.BadRequestError) as err:
         c.responses.create(model="gpt-4o-mini", input="x", max_output_tokens=5)
@@ -342,3 +342,54 @@ def test_batch_api_runs_responses_like_the_endpoint():
             direct = c.responses.create(**bodies[int(line["custom_id"][1:])])
             assert got["object"] == "response" and got["output"][0]["content"][0]["text"] == direct.output_text
             assert got["usage"]["output_tokens"] == direct.usage.output_tokens
+
+
+def test_web_search_is_a_hosted_tool_call_then_a_cited_answer(sim_url, sim_state):
+    c = client(sim_url)
+    r = c.responses.create(model="gpt-4o-mini", input="Latest news about caching?", tools=[{"type": "web_search"}])
+    search, message = r.output
+    assert search.type == "web_search_call" and search.status == "completed" and search.id.startswith("ws_")
+    assert search.action.type == "search" and search.action.query == "Latest news about caching?"
+    assert search.action.sources[0].url == "https://example.com/latest-news-about-caching"
+    (citation,) = message.content[0].annotations
+    assert citation.type == "url_citation" and citation.url == search.action.sources[0].url
+    assert (citation.start_index, citation.end_index) == (0, len(r.output_text)) and r.output_text
+    assert r.tools[0].type == "web_search" and r.tools[0].search_context_size == "medium"
+    plain = c.responses.create(model="gpt-4o-mini", input="Latest news about caching?")
+    assert plain.output_text == r.output_text and plain.usage.input_tokens == r.usage.input_tokens  # no tokens added
+    assert sim_state.counters.snapshot()["endpoints"]["responses.web_search"] == 1
+
+    # Streamed: the search's own events, then the text with its annotation, in OpenAI's order.
+    with c.responses.stream(model="gpt-4o-mini", input="Latest news about caching?",
+                            tools=[{"type": "web_search_preview"}]) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    assert squash([e.type for e in events]) == [
+        "response.created", "response.in_progress", "response.output_item.added",
+        "response.web_search_call.in_progress", "response.web_search_call.searching",
+        "response.web_search_call.completed", "response.output_item.done", "response.output_item.added",
+        "response.content_part.added", "response.output_text.delta", "response.output_text.annotation.added",
+        "response.output_text.done", "response.content_part.done", "response.output_item.done",
+        "response.completed"]
+    assert events[2].item.type == "web_search_call" and events[2].item.status == "in_progress"
+    assert final.output[0].action.query == "Latest news about caching?" and final.output_text == r.output_text
+    assert final.output[1].content[0].annotations[0].url == citation.url
+
+    # Sent back (stateless) or chained, the search stays in the conversation; tool_choice none or a forced
+    # function call makes no search.
+    again = c.responses.create(model="gpt-4o-mini", tools=[{"type": "web_search"}], tool_choice="none",
+                               input=[{"role": "user", "content": "Latest news about caching?"},
+                                      *[o.model_dump() for o in r.output], {"role": "user", "content": "More?"}])
+    assert [o.type for o in again.output] == ["message"]
+    chained = c.responses.create(model="gpt-4o-mini", previous_response_id=r.id, input="And in French?",
+                                 tools=[{"type": "web_search"}, WEATHER],
+                                 tool_choice={"type": "function", "name": "get_weather"})
+    assert [o.type for o in chained.output] == ["function_call"]
+    items = c.responses.input_items.list(chained.id, order="asc").data
+    assert [i.type for i in items] == ["message", "web_search_call", "message", "message"]
+    forced = c.responses.create(model="gpt-4o-mini", input="Search it", tools=[{"type": "web_search"}],
+                                tool_choice={"type": "web_search_preview"})
+    assert forced.output[0].type == "web_search_call"
+    with pytest.raises(openai.BadRequestError) as err:
+        c.responses.create(model="gpt-4o-mini", input="x", tool_choice={"type": "web_search_preview"})
+    assert err.value.body["param"] == "tool_choice"

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from scrimp import pricing
 from scrimp.cache.exact import _strip_cache_control, _tenant_slug, decode, encode, fresh, reused_answer
+from scrimp.cache.exact import native_material as _native_material
 from scrimp.cache.semantic.batcher import BatchingEmbedder
 from scrimp.cache.semantic.cache import SemanticCache
 from scrimp.cache.semantic.model import load_model
@@ -48,6 +49,9 @@ def namespace(tenant: str, feature: str, model: str, req: ChatRequest) -> str:
         "response_format": req.response_format, "max_tokens": req.max_tokens, "stop": req.stop,
         "extra": req.extra,
     }
+    native = _native_material(req)
+    if native:
+        material["native"] = native
     digest = hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
     return f"{_tenant_slug(tenant)}:{digest}"
 
@@ -103,6 +107,7 @@ class SemanticCacheOptions:
 class SemanticCacheStage(Stage):
     name = "semantic_cache"
     Options = SemanticCacheOptions
+    caller_paths = ("/v1/scrimp/cache/feedback",)  # a caller's feedback on its own tenant's entries
     RECENT_HITS = 10_000
 
     def __init__(self, cache: SemanticCache, *, ttl_s: float = 86_400.0,
