@@ -4,8 +4,9 @@ The request is the client's own body (`Native`) with the levers' edits applied: 
 `max_output_tokens`, `temperature` / `top_p` (a model may refuse them), `prompt_cache_key` (the prompt-cache
 planner's), `stream`. scrimp keeps the conversation, so `previous_response_id` is resolved here: the earlier
 turns' items are sent in `input` and `store` is false (the upstream never saw scrimp's ids). Reasoning items
-without `encrypted_content` are left out of that input, as OpenAI could not find them again. A stage that changed
-the conversation (system, turns or function tools) has it rebuilt from the canonical request.
+without `encrypted_content` are left out of that input, as OpenAI could not find them again (and the items of the
+answer they opened go without their ids). A stage that changed the conversation (system, turns or function
+tools) has it rebuilt from the canonical request.
 
 The answer, whole or streamed, becomes the canonical ChatResponse / StreamEvents (text, function calls, usage
 with cached and reasoning tokens, stop reason) for every stage, and keeps the upstream's own output items
@@ -73,12 +74,12 @@ def build_request(req: ChatRequest, model: str) -> dict[str, Any]:
 
 
 def client_items(raw: Any) -> list[dict[str, Any]]:
-    """The client's own `input` as items, as it sent them."""
+    """The client's own `input` as items, as it sent them (but for reasoning items OpenAI could not find)."""
     if raw is None:
         return []
     if isinstance(raw, str):
         return [{"role": "user", "content": raw}]
-    return [item for item in raw if not _lost_reasoning(item)]
+    return _without_lost_reasoning(raw)
 
 
 def stored_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -91,14 +92,36 @@ def stored_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append({"type": "message", "role": item["role"], "content": item["content"]})
         elif kind == "function_call_output":
             out.append({"type": "function_call_output", "call_id": item["call_id"], "output": item["output"]})
-        elif not _lost_reasoning(item):
+        else:
             out.append(item)
+    return _without_lost_reasoning(out)
+
+
+def _without_lost_reasoning(items: list[Any]) -> list[Any]:
+    """Items without the reasoning items an upstream called with `store: false` could not find again (no
+    `encrypted_content`). The output items that followed one in its answer lose their ids too (OpenAI pairs them
+    with it by id): a function call is sent without its id, an assistant message as its text."""
+    out = []
+    unpaired = False
+    for item in items:
+        if not isinstance(item, dict):
+            out.append(item)
+            continue
+        kind, role = item.get("type"), item.get("role")
+        if kind == "reasoning":
+            unpaired = not item.get("encrypted_content")
+            if unpaired:
+                continue
+        elif (role is not None and role != "assistant") or str(kind).endswith("_output"):
+            unpaired = False  # the next turn: not part of that answer
+        elif unpaired and kind == "function_call":
+            item = {k: v for k, v in item.items() if k not in ("id", "status")}
+        elif unpaired and role == "assistant" and item.get("id"):
+            parts = item.get("content") or []
+            item = {"role": "assistant", "content": "".join(
+                p.get("text") or p.get("refusal") or "" for p in parts if isinstance(p, dict))}
+        out.append(item)
     return out
-
-
-def _lost_reasoning(item: Any) -> bool:
-    """A reasoning item that an upstream called with `store: false` could not find again."""
-    return isinstance(item, dict) and item.get("type") == "reasoning" and not item.get("encrypted_content")
 
 
 def items_of(req: ChatRequest) -> tuple[str | None, list[dict[str, Any]]]:

@@ -216,8 +216,8 @@ def test_chain_across_openai_and_anthropic_models(gw, sent):
 
 @pytest.fixture
 def native_gw(sim_upstream, tmp_path):
-    """gpt-4o-mini (falling back to claude-haiku-4-5, no retries) and o4-mini, a reasoning model, behind a ledger
-    and the prompt-cache planner."""
+    """gpt-4o-mini (falling back to claude-haiku-4-5, no retries, streams cut after 0.5 s of silence) and o4-mini,
+    a reasoning model, behind a ledger and the prompt-cache planner."""
     sim_url, sim_app = sim_upstream
     sim = sim_app.state.sim
     sim.reset()
@@ -229,7 +229,7 @@ def native_gw(sim_upstream, tmp_path):
         {"name": "claude-haiku-4-5", "provider": "anthropic", "base_url": sim_url, "api_key": "k"},
         {"name": "o4-mini", "provider": "openai", "base_url": sim_url + "/v1", "api_key": "k",
          "rejects": ["temperature", "top_p"]}],
-        "upstream": {"retries": 0}, "stages": [{"name": "ledger", "path": str(tmp_path / "ledger.db")},
+        "upstream": {"retries": 0, "idle_timeout_s": 0.5}, "stages": [{"name": "ledger", "path": str(tmp_path / "ledger.db")},
                                                {"name": "prompt_cache"}]})
     app = create_app(cfg)
     try:
@@ -287,6 +287,26 @@ def test_a_failing_openai_model_falls_back_to_anthropic_translated_unless_a_host
     assert statuses == ["ok", "error"]
 
 
+def test_native_calls_are_retried_like_any_other(gw):
+    gw.sim.faults.script("gpt-4o-mini", 503, 429)
+    r = client(gw.url).responses.create(model="gpt-4o-mini", input="hello there", tools=[SEARCH])
+    assert r.output_text and endpoints(gw.sim)["responses"] == 3
+    (row,) = gw.rows()
+    assert row["status"] == "ok" and json.loads(row["decisions"])["retries"] == 2
+
+
+def test_a_native_stream_that_goes_silent_is_cut_with_error_and_failed(native_gw):
+    url, app, sim = native_gw
+    sim.faults.script("gpt-4o-mini", "stall")
+    events = list(client(url).responses.create(model="gpt-4o-mini", input="describe a cache", stream=True))
+    kinds = [e.type for e in events]
+    assert "response.output_text.delta" in kinds and kinds[-2:] == ["error", "response.failed"]
+    assert "no data for 0.5s" in events[-2].message and events[-1].response.status == "failed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    (row,) = _rows(app)
+    assert row[0] == "gpt-4o-mini" and row[5] == "error" and row[3] > 0  # what was sent is billed
+
+
 def test_reasoning_items_go_back_upstream_only_with_their_encrypted_content(native_gw, monkeypatch):
     url, app, _ = native_gw
     sent = _spy(app.state.gateway.upstream, monkeypatch)
@@ -296,7 +316,9 @@ def test_reasoning_items_go_back_upstream_only_with_their_encrypted_content(nati
     assert one.usage.output_tokens_details.reasoning_tokens > 0
     c.responses.create(model="o4-mini", input="Go on.", previous_response_id=one.id)
     # store: false upstream, so OpenAI could not find a reasoning item by its id: it is left out
-    assert [i.get("type") for i in sent[1][1]["input"]] == ["message", "message", None]
+    # (its answer's message goes as text, without the id OpenAI would pair with it)
+    assert [i.get("type") for i in sent[1][1]["input"]] == ["message", None, None]
+    assert sent[1][1]["input"][1] == {"role": "assistant", "content": one.output_text}
     kept = c.responses.create(model="o4-mini", input="Prove it.", include=["reasoning.encrypted_content"])
     assert kept.output[0].encrypted_content
     c.responses.create(model="o4-mini", input="Go on.", previous_response_id=kept.id,
@@ -365,6 +387,22 @@ def test_only_openai_items_are_kept_for_the_upstream_and_refused_for_anthropic()
     assert body["tool_choice"] == {"type": "web_search_preview"}
     assert req.native.opaque["tools"] == [SEARCH] and req.native.opaque["items"][0] == {
         k: v for k, v in search.items() if k != "id"}
+
+
+def test_an_answer_whose_reasoning_item_is_left_out_goes_without_its_ids():
+    thought = {"type": "reasoning", "id": "rs_1", "summary": []}
+    call = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "f", "arguments": "{}",
+            "status": "completed"}
+    message = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+               "content": [{"type": "output_text", "text": "Done.", "annotations": []}]}
+    output = {"type": "function_call_output", "call_id": "c1", "output": "ok"}
+    kept = {**thought, "id": "rs_2", "encrypted_content": "x"}
+    items = native.client_items([{"role": "user", "content": "go"}, thought, call, output, message, kept,
+                                 dict(call, id="fc_2")])
+    assert items == [{"role": "user", "content": "go"},
+                     {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}, output,
+                     message, kept, dict(call, id="fc_2")]  # a turn later, or after a reasoning item kept: as sent
+    assert native.stored_items([thought, message]) == [{"role": "assistant", "content": "Done."}]
 
 
 def test_an_upstream_response_read_back():
