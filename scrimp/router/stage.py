@@ -27,6 +27,7 @@ from starlette.routing import Route as HttpRoute
 
 from scrimp import pricing
 from scrimp.canonical import ChatResponse
+from scrimp.formats import responses_upstream
 from scrimp.metrics import Sample
 from scrimp.options import ConfigError, Where
 from scrimp.pipeline import Call, Counterfactual, Next, Pricer, Reply, StreamEvent, replay
@@ -219,12 +220,31 @@ class RouterStage(Stage):
         if route is None:
             return await next(call)
         if route.policy == "cascade" and not (route.drift is not None and route.drift.tripped):
+            cannot = self._cannot_serve(route.cheap or "", call) or self._cannot_serve(route.strong or "", call)
+            if cannot:
+                call.decisions["route_skipped"] = cannot
+                return await next(call)
             return await self._cascade(route, call, next)
         model, details = await self.decide(route, call)
+        cannot = self._cannot_serve(model, call)
+        if cannot:  # the route's choice could not answer this request: the model asked for does
+            call.decisions["route_skipped"] = cannot
+            return await next(call)
         self._mark(call, route, model, details)
         asked = call.request  # as the client sent it: what a shadow call asks the other model
         reply = await next(call)
         return self._after(route, call, reply, asked)
+
+    def _cannot_serve(self, model: str, call: Call) -> str | None:
+        """Why `model` could not answer this request, which the requested model can: Anthropic models return one
+        choice and have no OpenAI hosted tools."""
+        if model == call.requested_model or self.providers.get(model) != "anthropic":
+            return None
+        if call.request.n > 1:
+            return f"{model} returns one choice (n={call.request.n})"
+        if responses_upstream.refusal(call.request) is not None:
+            return f"{model} cannot run the request's OpenAI hosted tools"
+        return None
 
     def _mark(self, call: Call, route: RouteSpec, model: str, details: dict[str, Any]) -> None:
         call.target_model = model

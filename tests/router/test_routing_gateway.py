@@ -284,3 +284,13 @@ def test_an_accepted_cascade_streams_every_choice_and_a_hang_up_is_still_billed(
     status, cost = gw.rows("calls", "status, cost_usd")[-1]
     assert status in ("client_cancelled", "ok")
     assert cost == pytest.approx((plain.prompt_tokens * 0.15 + plain.completion_tokens * 0.60) / 1e6)
+
+
+def test_a_route_to_a_model_that_cannot_serve_the_request_leaves_it_on_the_requested_model(make_gateway):
+    gw = make_gateway({"default": {"policy": "fixed", "model": "claude-haiku-4-5"}})
+    r = ask(gw, EASY[0], n=2)  # Anthropic models return one choice
+    assert r.status_code == 200 and r.headers["x-scrimp-model"] == "gpt-4o"
+    assert len(r.parse().choices) == 2
+    (decisions,), = gw.rows("calls", "decisions")
+    assert "returns one choice" in json.loads(decisions)["route_skipped"]
+    assert ask(gw, EASY[1]).headers["x-scrimp-model"] == "claude-haiku-4-5"  # n = 1 is routed as before
