@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 from scrimp.canonical import ChatRequest
-from scrimp.pipeline import Attribution
+from scrimp.pipeline import Attribution, CallerKey
 
 
 def client_key(headers: Mapping[str, str]) -> str:
@@ -17,8 +18,20 @@ def client_key(headers: Mapping[str, str]) -> str:
     return headers.get("x-api-key", "").strip()
 
 
+# Set only by the auth guard (scrimp.auth), which removes any a client sends: the tenant of a key that may name
+# tenants, for a request that names none. (A key bound to a tenant has its `x-scrimp-tenant` replaced instead, so
+# every tenant-scoped read below, the stages' included, sees the key's tenant whatever the request said.)
+KEY_TENANT = "x-scrimp-key-tenant"
+SCOPE_KEY = "scrimp.key"  # the ASGI scope entry holding the resolved gateway key (pipeline.CallerKey)
+
+
+def caller_key(scope: Mapping[str, Any]) -> CallerKey | None:
+    """The gateway key the auth guard resolved for this request, or None (auth off, or no gateway key)."""
+    return scope.get(SCOPE_KEY)
+
+
 def tenant_of(headers: Mapping[str, str], meta: dict | None = None) -> str:
-    tenant = headers.get("x-scrimp-tenant") or _str((meta or {}).get("tenant"))
+    tenant = headers.get("x-scrimp-tenant") or _str((meta or {}).get("tenant")) or headers.get(KEY_TENANT)
     if not tenant:
         # No tenant named: derive it from the caller's credentials (a hash, never the key itself), so two
         # callers never share cached answers unless configured to.

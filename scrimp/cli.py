@@ -22,6 +22,7 @@ def _register() -> None:
         ("scrimp.demo.cli", "demo"),
         ("scrimp.cache_cli", "cache"),
         ("scrimp.router_cli", "router"),
+        ("scrimp.auth.cli", "keys"),
     ]:
         try:
             mod = importlib.import_module(module)

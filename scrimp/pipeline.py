@@ -134,6 +134,20 @@ class Attribution:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CallerKey:
+    """The gateway key a call came with, as the auth guard resolved it (scrimp.auth, docs/auth.md): who it serves
+    and what it may do. A budgets stage reads it from `Call.key`; the ledger records its id."""
+
+    id: str
+    tenant: str
+    name: str | None = None
+    feature: str | None = None  # calls with this key are attributed to this feature
+    may_set_tenant: bool = False  # the key may name the tenant per request
+    budget_usd: float | None = None  # stored with the key; not enforced yet
+    budget_period: str | None = None  # "day" | "month"
+
+
 @dataclass
 class Call:
     """One client request on its way through the pipeline, with what the stages decided about it."""
@@ -149,6 +163,7 @@ class Call:
     answer: Reply | None = field(default=None, repr=False)
     # the caller's own provider key, forwarded to models configured without one; never in the ledger or logs
     client_key: str = field(default="", repr=False)
+    key: CallerKey | None = None  # the gateway key it came with (None: auth off, or no gateway key presented)
     cache_control: set[str] = field(default_factory=set)  # from x-scrimp-cache-control: no-cache/no-store
     decisions: dict[str, Any] = field(default_factory=dict)  # e.g. {"cache": "exact", "route": "cheap"}
     savings: list[Saving] = field(default_factory=list)  # one per lever that made this call cheaper

@@ -115,6 +115,9 @@ class Stage:
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
+    # Paths among `http_routes()` that callers use with their own gateway key (tenant-scoped, like the semantic
+    # cache's feedback); with `auth:` configured, every other route of the stage needs the admin key.
+    caller_paths: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def build(cls, options: Any, ctx: StageContext) -> Stage:
@@ -131,7 +134,8 @@ class Stage:
         """Called once on graceful shutdown, in reverse order (flush, save)."""
 
     def http_routes(self) -> list[BaseRoute]:
-        """HTTP routes this stage serves (mounted by the gateway)."""
+        """HTTP routes this stage serves (mounted by the gateway): admin endpoints when auth is configured,
+        but for the paths listed in `caller_paths`."""
         return []
 
     def metrics(self) -> list[Sample]:

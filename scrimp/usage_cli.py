@@ -11,15 +11,16 @@ import click
 @click.option("--db", default=None, help="SQLite ledger file (default: the config's, or scrimp-ledger.db).")
 @click.option("--dsn", default=None, help="PostgreSQL DSN of a shared ledger.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="scrimp.yaml")
-@click.option("--by", type=click.Choice(["feature", "model", "user", "tenant", "day", "cache", "lever"]), default="feature",
-              show_default=True)
+@click.option("--by", type=click.Choice(["feature", "model", "user", "tenant", "day", "cache", "lever", "key"]),
+              default="feature", show_default=True)
 @click.option("--since", default=None, help="7d, 12h, or a date (2026-11-01).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
 @click.option("--prompt-cache", is_flag=True, help="Per feature: prompt-cache hit ratio, write cost vs read "
               "savings, and what keeps busting the cache.")
 def usage(db: str | None, dsn: str | None, config_path: str | None, by: str, since: str | None,
           as_json: bool, prompt_cache: bool) -> None:
-    """Roll the ledger up by feature, model, user, tenant, day, cache (miss/exact/semantic) or lever."""
+    """Roll the ledger up by feature, model, user, tenant, day, cache (miss/exact/semantic), lever or gateway
+    key."""
     from pathlib import Path
 
     from scrimp.ledger.rollup import parse_since
@@ -49,6 +50,13 @@ def usage(db: str | None, dsn: str | None, config_path: str | None, by: str, sin
         rows = rollup(store, by, since_ts)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    except Exception as exc:
+        if by == "key" and "key_id" in str(exc):  # a ledger no gateway of this version has opened yet
+            raise click.ClickException("this ledger has no key_id column yet: start the gateway on it once (it "
+                                       "migrates the ledger)") from exc
+        raise
+    if by == "key":
+        _name_keys(store, rows)
     if by == "lever":
         _levers(rows, as_json)
         return
@@ -65,8 +73,20 @@ def usage(db: str | None, dsn: str | None, config_path: str | None, by: str, sin
     click.echo("-" * len(header))
     for r in rows + [{by: "TOTAL", **totals, "cache_hits": totals["cache_hits"]}]:
         pct = 100 * r["saved_usd"] / r["baseline_usd"] if r["baseline_usd"] else 0.0
-        click.echo(f"{str(r[by])[:23]:<24}{r['calls']:>8}{r['cost_usd']:>12.4f}{r['saved_usd']:>12.4f}{pct:>8.1f}%"
+        label = f"{r[by]} {r.get('key_name') or r.get('key_tenant') or ''}" if by == "key" else str(r[by])
+        click.echo(f"{label[:23]:<24}{r['calls']:>8}{r['cost_usd']:>12.4f}{r['saved_usd']:>12.4f}{pct:>8.1f}%"
                    f"{r['input_tokens']:>11}{r['output_tokens']:>10}{r['cache_hits']:>7}")
+
+
+def _name_keys(store, rows: list[dict]) -> None:
+    """Each key's name and tenant beside its id, from the keys this ledger's database holds (if any)."""
+    try:
+        known = {kid: (name, tenant) for kid, name, tenant in store.query("SELECT id, name, tenant FROM gateway_keys")}
+    except Exception:  # noqa: BLE001 - no keys table: ids only (keys listed in a config, or none)
+        known = {}
+    for r in rows:
+        name, tenant = known.get(r["key"], (None, None))
+        r["key_name"], r["key_tenant"] = name, tenant
 
 
 def _levers(rows: list[dict], as_json: bool) -> None:

@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from scrimp.attribution import attribute, client_key, plain_headers
+from scrimp.attribution import attribute, caller_key, client_key, plain_headers
+from scrimp.auth import Auth
 from scrimp.canonical import ChatResponse, Usage
 from scrimp.formats import anthropic as anthropic_fmt
 from scrimp.formats import openai as openai_fmt
@@ -42,6 +43,7 @@ class Gateway:
         self.stages, self.ctx = build_stages(config, self.upstream)
         self.pipeline = Pipeline(self.stages, self.upstream)
         self.responses: ResponsesStore = open_responses_store(self.ctx.ledger)  # stored Responses API answers
+        self.auth = Auth(config.auth, self.ctx.ledger) if config.auth is not None else None  # keys, tenancy
 
     @property
     def ledger(self) -> Any:
@@ -52,10 +54,12 @@ class Gateway:
         for stage in self.stages:
             await stage.start()
         await self.responses.start()
+        if self.auth is not None:
+            await self.auth.start()
 
     async def close(self) -> None:
         # every part is closed even if one fails: the ledger, closed last, must still be flushed
-        for part in [self.responses, *reversed(self.stages)]:
+        for part in [*([self.auth] if self.auth else []), self.responses, *reversed(self.stages)]:
             try:
                 await part.close()
             except Exception:
@@ -161,6 +165,7 @@ async def handle_chat(request: Request, wire: Wire) -> Response:
         call = Call(req, attribute(headers, req), request_id=request_id,
                     cache_control=_cache_control(headers.get("x-scrimp-cache-control")))
         call.client_key = client_key(headers)
+        call.key = caller_key(request.scope)
         reply = await gateway.pipeline(call)
         if not req.stream:
             # a stage may have turned it into a stream: drained for a non-streaming client
@@ -226,6 +231,7 @@ async def embeddings(request: Request) -> Response:
         req = openai_fmt.parse_request({"model": spec.name, "messages": [{"role": "user", "content": ""}]})
         call = Call(req, attribute(request.headers, req), request_id=request_id)
         call.client_key = client_key(request.headers)
+        call.key = caller_key(request.scope)
         call.decisions["endpoint"] = "embeddings"
         content = await gateway.upstream.forward(spec, "/embeddings", {**body, "model": spec.remote_name}, call)
     except APIError as exc:
@@ -303,10 +309,13 @@ def create_app(config: GatewayConfig) -> Starlette:
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
-        Route("/metrics", metrics_endpoint(gateway.stages), methods=["GET"]),
+        Route("/metrics", metrics_endpoint([*gateway.stages, *([gateway.auth] if gateway.auth else [])]),
+              methods=["GET"]),
         *[route for stage in gateway.stages for route in stage.http_routes()],
     ], lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.state.gateway = gateway
+    if gateway.auth is not None:
+        gateway.auth.mount(app, gateway.stages)  # the guard in front of every endpoint, the admin endpoints
     return app
 
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import yaml
 
+from scrimp.auth.options import AuthOptions
 from scrimp.models import ModelSpec
-from scrimp.options import ConfigError, Where, line_map
+from scrimp.options import ConfigError, Where, line_map, parse_options
 from scrimp.stage import check_section, stage_class
 
 
@@ -36,6 +37,7 @@ class GatewayConfig:
     max_body_bytes: int = 16 * 1024 * 1024
     host: str = "127.0.0.1"
     port: int = 8080
+    auth: AuthOptions | None = None  # gateway keys and tenancy (docs/auth.md); None: no auth, as before
 
     def model(self, name: str) -> ModelSpec | None:
         return self.models.get(name)
@@ -94,7 +96,8 @@ _UPSTREAM_KEYS: dict[str, type | tuple[type, ...]] = {
     "timeout_s": (int, float), "connect_timeout_s": (int, float), "first_byte_timeout_s": (int, float),
     "idle_timeout_s": (int, float), "retries": int, "backoff_s": (int, float), "max_backoff_s": (int, float)}
 _TOP_KEYS: dict[str, type | tuple[type, ...]] = {
-    "models": list, "upstream": dict, "stages": list, "max_body_bytes": int, "host": str, "port": int}
+    "models": list, "upstream": dict, "stages": list, "max_body_bytes": int, "host": str, "port": int,
+    "auth": dict}
 
 
 def parse(data: Any, *, source: str = "config", lines: dict[str, int] | None = None,
@@ -125,6 +128,8 @@ def parse(data: Any, *, source: str = "config", lines: dict[str, int] | None = N
     if "upstream" in data:
         _check(data["upstream"], top.key("upstream"), _UPSTREAM_KEYS, set())
         cfg.upstream = UpstreamPolicy(**data["upstream"])
+    if data.get("auth") is not None:
+        cfg.auth = parse_options(AuthOptions, data["auth"], top.key("auth"))
     stages = data.get("stages", DEFAULT_STAGES)
     if not isinstance(stages, list):
         raise top.key("stages").error("expected a list of stages (leave the key out for the default ones)")
@@ -186,8 +191,9 @@ def simulated(sim_url: str, *, stages: list[dict[str, Any]] | None = None) -> Ga
 
 def with_stages(config: GatewayConfig, other: GatewayConfig) -> GatewayConfig:
     """`config`'s models with everything else from `other` (`scrimp serve --simulate --config FILE`: the
-    simulator's models, the file's stages, upstream policy, body limit, host and port)."""
+    simulator's models, the file's stages, upstream policy, body limit, host, port and auth)."""
     config.stages, config.stage_wheres = other.stages, other.stage_wheres
     config.upstream, config.max_body_bytes = other.upstream, other.max_body_bytes
     config.host, config.port = other.host, other.port
+    config.auth = other.auth
     return config

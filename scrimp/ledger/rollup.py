@@ -12,6 +12,7 @@ from scrimp.ledger.store import LedgerStore
 GROUPS = {"feature": "COALESCE(feature, '-')", "model": "COALESCE(served_model, requested_model)",
           "user": "COALESCE(user_id, '-')", "tenant": "tenant", "day": None,
           "cache": "COALESCE(cache, 'miss')",  # miss | exact | semantic
+          "key": "COALESCE(key_id, '-')",  # the gateway key (scrimp.auth); '-' for calls without one
           "lever": None}  # from the savings table: each lever's records
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-COLUMNS = [
+# The calls table as migration 1 made it; later migrations add to COLUMNS below.
+COLUMNS_V1 = [
     ("ts", "DOUBLE PRECISION NOT NULL"),  # unix seconds
     ("request_id", "TEXT NOT NULL"),
     ("tenant", "TEXT NOT NULL"),
@@ -30,6 +31,9 @@ COLUMNS = [
     ("status", "TEXT NOT NULL"),  # ok | error | client_cancelled
     ("error", "TEXT"),
 ]
+COLUMNS = COLUMNS_V1 + [
+    ("key_id", "TEXT"),  # migration 4: the gateway key the call came with (scrimp.auth), NULL without one
+]
 NAMES = [name for name, _ in COLUMNS]
 
 # Other tables the ledger keeps: notable events (a drift guard tripping, ...) and shadow evaluations
@@ -51,7 +55,7 @@ TABLES: dict[str, list[tuple[str, str]]] = {
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [
-        "CREATE TABLE IF NOT EXISTS calls (" + ", ".join(f"{n} {t}" for n, t in COLUMNS) + ")",
+        "CREATE TABLE IF NOT EXISTS calls (" + ", ".join(f"{n} {t}" for n, t in COLUMNS_V1) + ")",
         "CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts)",
         "CREATE INDEX IF NOT EXISTS calls_tenant_feature ON calls (tenant, feature)",
         "CREATE INDEX IF NOT EXISTS calls_request ON calls (request_id)",
@@ -66,5 +70,9 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         "CREATE TABLE IF NOT EXISTS savings (" + ", ".join(f"{n} {t}" for n, t in TABLES["savings"]) + ")",
         "CREATE INDEX IF NOT EXISTS savings_ts ON savings (ts)",
         "CREATE INDEX IF NOT EXISTS savings_lever ON savings (lever, ts)",
+    ]),
+    (4, [
+        "ALTER TABLE calls ADD COLUMN key_id TEXT",
+        "CREATE INDEX IF NOT EXISTS calls_key ON calls (key_id, ts)",
     ]),
 ]

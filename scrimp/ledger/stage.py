@@ -146,6 +146,7 @@ def record_call(store: LedgerWriter, call: Call, resp: ChatResponse | None, serv
             "latency_ms": (time.perf_counter() - call.started) * 1000,
             "ttft_ms": (call.first_token_at - call.started) * 1000 if call.first_token_at else None,
             "stream": int(call.request.stream), "status": call.status, "error": call.error,
+            "key_id": call.key.id if call.key is not None else None,
         }
         store.write(row)
         base = {"ts": now, "request_id": call.request_id, "tenant": call.attribution.tenant,
