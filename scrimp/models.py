@@ -18,7 +18,15 @@ class ModelSpec:
     # request parameters the model refuses (dropped before sending, e.g. temperature for reasoning models;
     # "temperature+top_p" drops top_p when both are set, as recent Claude models require)
     rejects: list[str] = field(default_factory=list)
+    # OpenAI-compatible servers without OpenAI's Responses API (vLLM, Ollama, ...): false sends Responses-API
+    # clients' requests as Chat Completions (and refuses what only OpenAI runs, such as hosted tools)
+    responses_api: bool = True
 
     @property
     def remote_name(self) -> str:
         return self.upstream_name or self.name
+
+    @property
+    def native_responses(self) -> bool:
+        """Takes a Responses-API request as it is (OpenAI's own API, hosted tools included)."""
+        return self.provider == "openai" and self.responses_api

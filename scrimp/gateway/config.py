@@ -91,7 +91,7 @@ def _tname(t: type | tuple[type, ...]) -> str:
 
 _MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str, "provider": str, "base_url": str, "api_key": str, "tier": str, "upstream_name": str,
-    "fallbacks": list, "max_tokens_field": str, "rejects": list}
+    "fallbacks": list, "max_tokens_field": str, "rejects": list, "responses_api": bool}
 _UPSTREAM_KEYS: dict[str, type | tuple[type, ...]] = {
     "timeout_s": (int, float), "connect_timeout_s": (int, float), "first_byte_timeout_s": (int, float),
     "idle_timeout_s": (int, float), "retries": int, "backoff_s": (int, float), "max_backoff_s": (int, float)}

@@ -103,10 +103,10 @@ class Upstream:
                                     f"n={call.request.n} needs an OpenAI model (or ask for n=1).", param="n")
             candidates = [c for c in candidates if c.provider != "anthropic"]
         refused = responses_upstream.refusal(call.request)
-        if refused is not None:  # hosted tools and their items: OpenAI models only
-            if spec.provider == "anthropic":
+        if refused is not None:  # hosted tools and their items: models with OpenAI's Responses API only
+            if not spec.native_responses:
                 raise refused
-            candidates = [c for c in candidates if c.provider != "anthropic"]
+            candidates = [c for c in candidates if c.native_responses]
         last: APIError | None = None
         for n, candidate in enumerate(candidates):
             try:
@@ -138,7 +138,7 @@ class Upstream:
         req = adapt_params(request, spec)
         if spec.provider == "anthropic":
             return "/v1/messages", anthropic_fmt.build_request(req, spec.remote_name, stream=req.stream)
-        if responses_upstream.applies(req):
+        if responses_upstream.applies(req) and spec.native_responses:
             return responses_upstream.PATH, responses_upstream.build_request(req, spec.remote_name)
         return "/chat/completions", openai_fmt.build_request(req, spec.remote_name, stream=req.stream,
                                                              max_tokens_field=spec.max_tokens_field)

@@ -456,3 +456,16 @@ def test_an_upstream_stream_read_back():
         ("native", "response.output_item.added"), ("native", "response.web_search_call.searching"),
         ("native", "response.output_item.added"), ("text", "response.output_text.delta")]
     assert got[-1].text == "Hi" and partial.content == [{"type": "text", "text": "Hi"}] and partial.id == "resp_up"
+
+
+def test_a_model_without_the_responses_api_gets_chat_completions_and_refuses_hosted_tools(gw, sent):
+    gw.gateway.config.models["gpt-4o-mini"].responses_api = False  # e.g. a vLLM server behind an OpenAI name
+    before = endpoints(gw.sim)
+    r = client(gw.url).responses.create(model="gpt-4o-mini", input="What is 2 plus 2?")
+    assert r.output_text and r.object == "response"
+    assert [path for path, _ in sent] == ["/chat/completions"]
+    after = endpoints(gw.sim)
+    assert after.get("responses", 0) == before.get("responses", 0)
+    with pytest.raises(openai.BadRequestError) as exc:
+        client(gw.url).responses.create(model="gpt-4o-mini", input=QUESTION, tools=[SEARCH])
+    assert "web_search" in str(exc.value)
