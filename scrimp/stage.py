@@ -155,6 +155,7 @@ BUILT_INS = {
     "semantic_cache": "scrimp.cache.semantic.stage:SemanticCacheStage",
     "router": "scrimp.router.stage:RouterStage",
     "prompt_cache": "scrimp.promptcache.stage:PromptCacheStage",
+    "budgets": "scrimp.budgets.stage:BudgetsStage",
 }
 
 
