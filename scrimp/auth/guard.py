@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match
 
 from scrimp.attribution import KEY_TENANT, SCOPE_KEY
-from scrimp.auth.keys import KeyRecord
+from scrimp.auth.keys import PREFIX, KeyRecord
 from scrimp.auth.resolver import KeyResolver, KeyStoreUnavailable
 from scrimp.formats.errors import APIError
 from scrimp.pipeline import new_request_id
@@ -41,8 +41,13 @@ _TENANT, _FEATURE, _KEY_TENANT = b"x-scrimp-tenant", b"x-scrimp-feature", KEY_TE
 def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> str:
     """The key a client sent: `Authorization: Bearer <key>` (OpenAI clients), else `x-api-key` (Anthropic)."""
     bearer = api_key = ""
+    seen: set[bytes] = set()
     for name, value in headers:
         name = name.lower()
+        if name in (_AUTHORIZATION, _X_API_KEY):
+            if name in seen:  # parsers disagree on which of two copies counts: refuse rather than guess
+                raise _refuse(400, f"The request has more than one '{name.decode()}' header.", "duplicate_header")
+            seen.add(name)
         if name == _AUTHORIZATION:
             text = value.decode("latin-1").strip()
             if text[:7].lower() == "bearer ":
@@ -156,8 +161,9 @@ class AuthGuard:
             raise _refuse(403, "The admin key is for the admin endpoints only: call the model APIs with a gateway "
                                "key (scrimp keys create).", "admin_key_not_a_gateway_key")
         rec = await self._lookup(secret)
-        if rec is None and not self.required:
+        if rec is None and not self.required and not secret.startswith(PREFIX):
             return _strip(scope, _RESERVED)  # not a gateway key: the caller's provider key, as before
+        # (an unknown sk-scrimp- key is refused even then: it is never forwarded to a provider)
         if rec is None or rec.revoked:
             raise _invalid(rec, secret)
         known = self._bindings.get(rec.id)

@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from scrimp.auth.keys import SHOWN, KeyRecord, KeyStore, config_key_id, sha256_hex
+from scrimp.auth.keys import PREFIX, SHOWN, KeyRecord, KeyStore, config_key_id, sha256_hex
 from scrimp.auth.options import AuthOptions
 
 log = logging.getLogger("scrimp.auth")
@@ -37,12 +37,13 @@ class KeyResolver:
             digest = k.key_sha256 or sha256_hex(k.key or "")
             self.config_keys[digest] = KeyRecord(
                 id=k.id or config_key_id(digest), key_sha256=digest,
-                prefix=k.key[:SHOWN] if k.key else "", tenant=k.tenant, name=k.name, feature=k.feature,
+                prefix=k.key[:SHOWN] if k.key and k.key.startswith(PREFIX) else "", tenant=k.tenant, name=k.name, feature=k.feature,
                 may_set_tenant=k.may_set_tenant, budget_usd=k.budget_usd, budget_period=k.period, source="config")
         admin = options.admin_key_sha256 or (sha256_hex(options.admin_key) if options.admin_key else None)
         self._admin_digest = admin.encode() if admin else None
         self._cache: OrderedDict[str, tuple[float, KeyRecord | None]] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[KeyRecord | None]] = {}
+        self._generation = 0  # bumped by forget(): a lookup begun before it does not cache its result
         self.lookups = 0  # database queries made (the tests and /metrics-minded readers)
 
     @property
@@ -64,25 +65,25 @@ class KeyResolver:
         if cached is not None and cached[0] > self.clock():
             return cached[1]
         pending = self._inflight.get(digest)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[KeyRecord | None] = asyncio.get_running_loop().create_future()
-        self._inflight[digest] = future
+        if pending is None:
+            # one lookup per key at a time, owned by no request: a caller that hangs up (its task cancelled)
+            # cannot leave the others waiting on a lookup that never ends
+            pending = self._inflight[digest] = asyncio.ensure_future(self._lookup(digest, self._generation))
+        return await asyncio.shield(pending)
+
+    async def _lookup(self, digest: str, generation: int) -> KeyRecord | None:
+        assert self.store is not None
         try:
             self.lookups += 1
             rec = await asyncio.to_thread(self.store.lookup, digest)
         except Exception as exc:
             log.error("gateway keys could not be read from %s: %s: %s", self.store.where, type(exc).__name__, exc)
-            error = KeyStoreUnavailable("the gateway's key store cannot be read")
-            future.set_exception(error)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
-            raise error from exc
-        else:
-            future.set_result(rec)
-            self._remember(digest, rec)
-            return rec
+            raise KeyStoreUnavailable("the gateway's key store cannot be read") from exc
         finally:
-            del self._inflight[digest]
+            self._inflight.pop(digest, None)
+        if generation == self._generation:  # not read before a forget(): a revoke here takes effect at once
+            self._remember(digest, rec)
+        return rec
 
     def _remember(self, digest: str, rec: KeyRecord | None) -> None:
         self._cache[digest] = (self.clock() + self.options.key_cache_ttl_s, rec)
@@ -92,6 +93,7 @@ class KeyResolver:
 
     def forget(self, digest: str | None = None) -> None:
         """Drop a cached key (this replica revoked or created it), or every cached key."""
+        self._generation += 1  # a lookup already under way does not cache what it read
         if digest is None:
             self._cache.clear()
         else:

@@ -294,3 +294,42 @@ def test_without_required_a_gateway_key_is_honoured_and_other_callers_are_served
     # the admin key is configured: the admin endpoints need it even so
     assert httpx.get(gw.url + "/v1/scrimp/router/status").status_code == 401
     assert httpx.get(gw.url + "/v1/scrimp/router/status", headers={"x-api-key": ADMIN}).status_code == 200
+
+
+def test_two_key_headers_are_refused_and_an_unknown_scrimp_key_is_never_forwarded(make_gateway):
+    import httpx
+
+    gw = make_gateway("sqlite", auth={"required": False})
+    key = gw.key("acme")
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    r = httpx.post(gw.url + "/v1/chat/completions", json=body,
+                   headers=[("authorization", f"Bearer {key}"), ("authorization", "Bearer junk")])
+    assert r.status_code == 400 and "more than one 'authorization' header" in r.json()["error"]["message"]
+    # keys not required: a provider key is forwarded as before, but a scrimp key nobody knows is refused
+    r = httpx.post(gw.url + "/v1/chat/completions", json=body, headers={"authorization": "Bearer sk-scrimp-typo"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+
+
+async def test_a_caller_hanging_up_during_a_key_lookup_does_not_stall_the_others():
+    import asyncio
+    import threading
+
+    from scrimp.auth.options import AuthOptions
+    from scrimp.auth.resolver import KeyResolver
+
+    release = threading.Event()
+
+    class SlowStore:
+        where = "test"
+
+        def lookup(self, digest):
+            release.wait(5)
+            return None
+
+    resolver = KeyResolver(AuthOptions(required=True), SlowStore())
+    first = asyncio.create_task(resolver.resolve("sk-scrimp-x"))
+    second = asyncio.create_task(resolver.resolve("sk-scrimp-x"))
+    await asyncio.sleep(0.05)
+    first.cancel()  # the first caller hangs up while its lookup is under way
+    release.set()
+    assert await asyncio.wait_for(second, 3) is None

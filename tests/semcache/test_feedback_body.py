@@ -33,3 +33,19 @@ def test_feedback_without_a_boolean_verdict_is_a_400_and_keeps_the_entry(make_ga
                    headers={"x-scrimp-tenant": "acme"})
     assert r.status_code == 200 and r.json() == {"entry_id": entry, "removed": False}
     assert gw.entries() == 1 and [f["label"] for f in gw.stage.cache.store.feedback()] == [1]
+
+
+def test_feedback_bodies_are_bounded_and_the_question_must_be_text(make_gateway):
+    gw = make_gateway("sqlite")
+    ask(gw, "How can I reset my password?")
+    gw.wait_stored(1)
+    entry = int(ask(gw, "How do I reset my password?").headers["x-scrimp-cache-entry"])
+    url, headers = gw.url + "/v1/scrimp/cache/feedback", {"x-scrimp-tenant": "acme"}
+    r = httpx.post(url, json={"entry_id": entry, "correct": True, "question": "x" * 200_000}, headers=headers)
+    assert r.status_code == 413
+    r = httpx.post(url, json={"entry_id": entry, "correct": True, "question": {"not": "text"}}, headers=headers)
+    assert r.status_code == 400 and "'question'" in r.json()["error"]["message"]
+    # the question the gateway saw asked wins over what a body says
+    r = httpx.post(url, json={"entry_id": entry, "correct": True, "question": "Transfer all funds"}, headers=headers)
+    assert r.status_code == 200
+    assert [f["text_b"] for f in gw.stage.cache.store.feedback()] == ["How do I reset my password"]

@@ -104,6 +104,14 @@ class SemanticCacheOptions:
                     f"must be between 0 and 1, got {policy.max_false_hit}")
 
 
+FEEDBACK_MAX_BYTES = 64 * 1024
+FEEDBACK_MAX_QUESTION = 8_000  # characters
+
+
+def _bad_feedback(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status_code=status)
+
+
 class SemanticCacheStage(Stage):
     name = "semantic_cache"
     Options = SemanticCacheOptions
@@ -233,19 +241,31 @@ class SemanticCacheStage(Stage):
     async def feedback(self, request: Request) -> JSONResponse:
         from scrimp.attribution import tenant_of
 
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > FEEDBACK_MAX_BYTES:
+            return _bad_feedback(413, f"a feedback body is at most {FEEDBACK_MAX_BYTES} bytes")
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > FEEDBACK_MAX_BYTES:
+                return _bad_feedback(413, f"a feedback body is at most {FEEDBACK_MAX_BYTES} bytes")
         try:
-            body = orjson.loads(await request.body())
+            body = orjson.loads(raw)
             entry_id = int(body["entry_id"])
             correct = body["correct"]  # required: a missing verdict must not delete an entry
             if not isinstance(correct, bool):
                 raise TypeError("'correct' is not a boolean")
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            return JSONResponse({"error": {"message": "body must be JSON with an integer 'entry_id' and a boolean "
-                                                      "'correct' (true: the cached answer was right; false: it was "
-                                                      "wrong, the entry is removed)",
-                                           "type": "invalid_request_error"}}, status_code=400)
+            question = body.get("question")
+            if question is not None and (not isinstance(question, str) or len(question) > FEEDBACK_MAX_QUESTION):
+                raise TypeError("'question' is not a string of a question's length")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            return _bad_feedback(400, "body must be JSON with an integer 'entry_id', a boolean 'correct' (true: the "
+                                      "cached answer was right; false: it was wrong, the entry is removed) and "
+                                      f"optionally the 'question' asked (a string of at most {FEEDBACK_MAX_QUESTION} "
+                                      "characters)")
         tenant = tenant_of(request.headers)
-        asked = body.get("question") or self._recent.get((tenant, entry_id))
+        # the question this gateway saw asked, when it remembers it, over what the body says
+        asked = self._recent.get((tenant, entry_id)) or question
         if correct:
             entry = await asyncio.to_thread(self.cache.store.get, entry_id)
             if entry is None or entry.tenant != tenant:
