@@ -23,6 +23,7 @@ def _register() -> None:
         ("scrimp.cache_cli", "cache"),
         ("scrimp.router_cli", "router"),
         ("scrimp.auth.cli", "keys"),
+        ("scrimp.budgets.cli", "budgets"),
     ]:
         try:
             mod = importlib.import_module(module)

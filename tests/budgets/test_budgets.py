@@ -275,3 +275,71 @@ def test_a_keys_stored_budget_is_enforced(sim, tmp_path, prefix):
         with pytest.raises(openai.RateLimitError) as err:
             ask(client, 2)
         assert "key-cfg_billing" in err.value.body["message"]
+
+
+def test_scrimp_budgets_lists_spent_reserved_remaining(tmp_path, prefix):
+    import json
+
+    from click.testing import CliRunner
+
+    from scrimp.cli import main
+
+    cfg = tmp_path / "scrimp.yaml"
+    cfg.write_text(f"""
+stages:
+  - name: budgets
+    redis_url: "{REDIS_URL}"
+    prefix: "{prefix}"
+    budgets:
+      - {{name: acme-daily, tenant: acme, limit_usd: 1.0}}
+      - {{name: per-tenant, per: [tenant], limit_usd: 2.0, period: month}}
+""")
+    store = RedisBudgetStore(REDIS_URL, prefix)
+    from scrimp.budgets.stage import period_bounds
+
+    now = time.time()
+    day = period_bounds(type("B", (), {"window_s": None, "period": "day"})(), now)[0]
+    month = period_bounds(type("B", (), {"window_s": None, "period": "month"})(), now)[0]
+
+    async def spend() -> None:
+        try:
+            await store.reserve([Counter(f"acme-daily::{day}", None, None, 3600)], "r1", to_nano(0.25), now, 60)
+            await store.settle([Counter(f"per-tenant:tenant=globex:{month}", None, None, 3600)], "r2",
+                               to_nano(0.5), now)
+        finally:
+            await store.close()
+
+    asyncio.run(spend())
+    out = CliRunner().invoke(main, ["budgets", "--config", str(cfg), "--json"])
+    assert out.exit_code == 0, out.output
+    rows = {r["budget"]: r for r in map(json.loads, out.output.splitlines())}
+    assert rows["acme-daily"]["reserved_usd"] == 0.25 and rows["acme-daily"]["remaining_usd"] == 0.75
+    assert rows["per-tenant"]["scope"] == "tenant=globex" and rows["per-tenant"]["spent_usd"] == 0.5
+    table = CliRunner().invoke(main, ["budgets", "--config", str(cfg)])
+    assert "acme-daily" in table.output and "tenant=globex" in table.output
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_an_abandoned_stream_is_settled(tmp_path, prefix, backend):
+    from scrimp.sim.config import ModelConfig, SimConfig
+
+    slow = SimConfig(models={"gpt-4o-mini": ModelConfig("gpt-4o-mini", "openai", per_token_ms=30.0)})
+    with run_simulator(slow) as (sim_url, _), gateway(sim_url, tmp_path, [{"name": "all", "limit_usd": 1.0}],
+                                                      state_options(backend, tmp_path, prefix)) as (url, app):
+        client = openai.OpenAI(base_url=url + "/v1", api_key="any", max_retries=0)
+        stream = client.chat.completions.create(model="gpt-4o-mini", max_tokens=400, stream=True,
+                                                messages=[{"role": "user", "content": "write at length"}])
+        for i, _ in enumerate(stream):
+            if i == 4:
+                break
+        stream.close()  # the client hangs up mid-stream
+        deadline = time.time() + 10
+        while True:
+            ledger = rows(app)
+            [status] = asyncio.run(stage_of(app).status())
+            if (ledger and status["reserved_usd"] == 0) or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        assert status["reserved_usd"] == 0
+        assert ledger[-1][2] == "client_cancelled"
+        assert 0 < status["spent_usd"] == pytest.approx(ledger[-1][1], abs=1e-9)
