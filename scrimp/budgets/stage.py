@@ -351,6 +351,16 @@ class BudgetsStage(Stage):
         return out
 
     # -- visibility ------------------------------------------------------------------------------------------------
+    def http_routes(self) -> list[Any]:
+        from starlette.routing import Route
+
+        return [Route("/v1/scrimp/budgets", self._status_endpoint, methods=["GET"])]  # admin with auth:
+
+    async def _status_endpoint(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"budgets": await self._status(self.open_store(), self.ctx.clock())})
+
     async def status(self, now: float | None = None) -> list[dict[str, Any]]:
         """Each configured budget's counters present in the store: spent, reserved, remaining, reset. Opens a
         store of its own (callable from any event loop: the CLI, a test)."""

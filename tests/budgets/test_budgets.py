@@ -117,6 +117,9 @@ def test_hard_budget_blocks_with_429_in_each_api_shape(sim, tmp_path, prefix, ba
         assert status["reserved_usd"] == 0
         assert status["spent_usd"] == pytest.approx(sum(r[1] for r in ledger[:2]), abs=1e-9)
         assert charged > status["spent_usd"]  # globex's call is not counted
+        import httpx
+
+        assert httpx.get(url + "/v1/scrimp/budgets").json() == {"budgets": [status]}
         events = app.state.gateway.ledger.query("SELECT kind, detail FROM events")
         assert any(k == "budget_block" and "acme-daily" in d for k, d in events)
 
@@ -266,7 +269,8 @@ def test_a_keys_stored_budget_is_enforced(sim, tmp_path, prefix):
     stages = [{"name": "ledger", "path": str(tmp_path / "ledger-key.db")},
               {"name": "budgets", **state_options("redis", tmp_path, prefix)}]
     config = simulated(sim_url, stages=stages)
-    config.auth = parse_options(AuthOptions, {"required": True, "keys": [
+    admin = "admin-" + new_secret()
+    config.auth = parse_options(AuthOptions, {"required": True, "admin_key": admin, "keys": [
         {"key": secret, "tenant": "acme", "id": "cfg_billing", "budget_usd": 1.5 * c, "period": "month"}]},
         Where())
     with serve_app(create_app(config)) as url:
@@ -275,6 +279,11 @@ def test_a_keys_stored_budget_is_enforced(sim, tmp_path, prefix):
         with pytest.raises(openai.RateLimitError) as err:
             ask(client, 2)
         assert "key-cfg_billing" in err.value.body["message"]
+        import httpx
+
+        assert httpx.get(url + "/v1/scrimp/budgets", headers={"authorization": f"Bearer {secret}"}).status_code != 200
+        listed = httpx.get(url + "/v1/scrimp/budgets", headers={"authorization": f"Bearer {admin}"})
+        assert listed.status_code == 200 and listed.json() == {"budgets": []}  # a key's budget is not configured
 
 
 def test_scrimp_budgets_lists_spent_reserved_remaining(tmp_path, prefix):
