@@ -324,7 +324,6 @@ async def test_a_caller_hanging_up_during_a_key_lookup_does_not_stall_the_others
 
         def lookup(self, digest):
             release.wait(5)
-            return None
 
     resolver = KeyResolver(AuthOptions(required=True), SlowStore())
     first = asyncio.create_task(resolver.resolve("sk-scrimp-x"))
