@@ -22,8 +22,8 @@ def _register() -> None:
         ("scrimp.demo.cli", "demo"),
         ("scrimp.cache_cli", "cache"),
         ("scrimp.router_cli", "router"),
-        ("scrimp.auth.cli", "keys"),
-        ("scrimp.budgets.cli", "budgets"),
+        ("scrimp.keys_cli", "keys"),
+        ("scrimp.budgets_cli", "budgets"),
     ]:
         try:
             mod = importlib.import_module(module)
