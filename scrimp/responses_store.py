@@ -13,15 +13,13 @@ follow-up finds it.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
 
+from scrimp.db import Database
 from scrimp.ledger.store import PostgresLedger, SQLiteLedger
 
 TABLE = """CREATE TABLE IF NOT EXISTS responses (
@@ -73,54 +71,21 @@ class ResponsesStore:
 
 
 class SQLResponses(ResponsesStore):
-    """One connection, used from worker threads one statement at a time; subclasses open it."""
+    """The `responses` table in the ledger's database (one connection, one statement at a time: `Database`),
+    used from worker threads."""
 
-    placeholder = "?"
-
-    def __init__(self) -> None:
+    def __init__(self, db: Database) -> None:
         super().__init__()
-        self._conn: Any = None
-        self._lock = threading.Lock()
-
-    def connect(self) -> Any:
-        raise NotImplementedError
-
-    def _execute(self, sql: str, params: tuple[Any, ...], fetch: bool = False) -> Any:
-        with self._lock:
-            for attempt in (0, 1):
-                try:
-                    if self._conn is None:
-                        self._conn = self.connect()
-                        for ddl in (TABLE, INDEX):
-                            self._conn.execute(ddl)
-                        self._conn.commit()
-                    cur = self._conn.execute(sql.replace("?", self.placeholder), params)
-                    result = cur.fetchone() if fetch else cur.rowcount
-                    self._conn.commit()
-                    return result
-                except Exception:
-                    self._drop()
-                    if attempt:  # a connection lost since the last use is reopened once
-                        raise
-        raise AssertionError("unreachable")
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # noqa: BLE001, S110 - best effort on a broken connection
-                pass
-            self._conn = None
+        self.db = db
 
     async def _run(self, sql: str, *params: Any, fetch: bool = False) -> Any:
-        return await asyncio.to_thread(self._execute, sql, params, fetch)
+        return await asyncio.to_thread(self.db.execute, sql, params, "one" if fetch else "")
 
     async def start(self) -> None:
         await self._run("SELECT 1 FROM responses WHERE id = ?", "", fetch=True)  # fail fast on a bad store
 
     async def close(self) -> None:
-        with self._lock:
-            self._drop()
+        self.db.close()
 
     async def save(self, rec: StoredResponse) -> None:
         await self._run("INSERT INTO responses (id, tenant, created_at, response, input_items) VALUES (?, ?, ?, ?, ?)",
@@ -138,41 +103,21 @@ class SQLResponses(ResponsesStore):
         return bool(await self._run("DELETE FROM responses WHERE id = ? AND tenant = ?", response_id, tenant))
 
 
-class SQLiteResponses(SQLResponses):
-    def __init__(self, path: str) -> None:
-        super().__init__()
-        self.path = path
-
-    def connect(self) -> sqlite3.Connection:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        return conn
+def SQLiteResponses(path: str) -> SQLResponses:
+    """The store in a SQLite file (the ledger's, or its own)."""
+    db = Database.of_ledger(SQLiteLedger(path), (TABLE, INDEX))
+    assert db is not None, "an in-memory SQLite file cannot be shared: use ResponsesStore()"
+    return SQLResponses(db)
 
 
-class PostgresResponses(SQLResponses):
-    placeholder = "%s"
-
-    def __init__(self, dsn: str, schema: str = "public") -> None:
-        super().__init__()
-        self.dsn = dsn
-        self.schema = schema
-
-    def connect(self) -> Any:
-        import psycopg
-
-        conn = psycopg.connect(self.dsn)
-        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-        conn.execute(f'SET search_path TO "{self.schema}"')
-        conn.commit()
-        return conn
+def PostgresResponses(dsn: str, schema: str = "public") -> SQLResponses:
+    """The store in a PostgreSQL schema (the ledger's, shared by replicas)."""
+    db = Database.of_ledger(PostgresLedger(dsn, schema), (TABLE, INDEX))
+    assert db is not None
+    return SQLResponses(db)
 
 
 def open_responses_store(ledger: Any) -> ResponsesStore:
     """The store in the ledger's database, or in memory when there is no ledger (or an in-memory one)."""
-    if isinstance(ledger, PostgresLedger):
-        return PostgresResponses(ledger.dsn, ledger.schema)
-    if isinstance(ledger, SQLiteLedger) and ledger.path != ":memory:":
-        return SQLiteResponses(ledger.path)
-    return ResponsesStore()
+    db = Database.of_ledger(ledger, (TABLE, INDEX))
+    return SQLResponses(db) if db is not None else ResponsesStore()

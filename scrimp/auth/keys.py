@@ -12,12 +12,11 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from scrimp.db import Database
 from scrimp.pipeline import CallerKey
 
 PREFIX = "sk-scrimp-"
@@ -105,59 +104,27 @@ def _record(row: tuple[Any, ...]) -> KeyRecord:
 
 
 class KeyStore:
-    """The `gateway_keys` table in the ledger's database. One connection, one statement at a time (callers on the
-    event loop go through a worker thread); a connection lost since its last use is reopened once."""
+    """The `gateway_keys` table in the ledger's database (one connection, one statement at a time: `Database`;
+    callers on the event loop go through a worker thread)."""
 
-    def __init__(self, connect: Callable[[], Any], placeholder: str = "?", where: str = "") -> None:
-        self._connect = connect
-        self.placeholder = placeholder
-        self.where = where  # for messages: the SQLite file or the PostgreSQL schema
-        self._conn: Any = None
-        self._lock = threading.Lock()
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @property
+    def where(self) -> str:  # for messages: the SQLite file or the PostgreSQL schema
+        return self.db.where
 
     @classmethod
     def of_ledger(cls, ledger: Any) -> KeyStore | None:
         """The store in a ledger store's database (SQLiteLedger / PostgresLedger); None for an in-memory ledger."""
-        from scrimp.ledger.store import PostgresLedger, SQLiteLedger
-
-        if isinstance(ledger, PostgresLedger):
-            return cls(ledger.connect, ledger.placeholder, f"PostgreSQL schema {ledger.schema}")
-        if isinstance(ledger, SQLiteLedger) and ledger.path != ":memory:":
-            return cls(ledger.connect, ledger.placeholder, ledger.path)
-        return None
+        db = Database.of_ledger(ledger, (TABLE,))
+        return cls(db) if db is not None else None
 
     def _execute(self, sql: str, params: tuple[Any, ...] = (), fetch: str = "") -> Any:
-        with self._lock:
-            for attempt in (0, 1):
-                try:
-                    if self._conn is None:
-                        self._conn = self._connect()
-                        cur = self._conn.cursor()
-                        cur.execute(TABLE)
-                        self._conn.commit()
-                    cur = self._conn.cursor()
-                    cur.execute(sql.replace("?", self.placeholder), params)
-                    result = (cur.fetchone() if fetch == "one" else cur.fetchall() if fetch == "all"
-                              else cur.rowcount)
-                    self._conn.commit()  # also ends a read's transaction (PostgreSQL): the next read sees a revoke
-                    return result
-                except Exception:
-                    self._drop()
-                    if attempt:
-                        raise
-        raise AssertionError("unreachable")
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # noqa: BLE001, S110 - best effort on a broken connection
-                pass
-            self._conn = None
+        return self.db.execute(sql, params, fetch)
 
     def close(self) -> None:
-        with self._lock:
-            self._drop()
+        self.db.close()
 
     # -- the operations ----------------------------------------------------------------------------------
     def check(self) -> None:
