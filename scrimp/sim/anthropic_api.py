@@ -104,6 +104,17 @@ def cache_blocks(body: dict[str, Any]) -> list[Block]:
     return out
 
 
+def prefill_of(body: dict[str, Any]) -> str:
+    """The text of a final assistant message (the start of the reply, which the model goes on from)."""
+    last = body["messages"][-1]
+    if last["role"] != "assistant":
+        return ""
+    blocks = _blocks_of(last["content"], "content")
+    if any(b["type"] != "text" for b in blocks):
+        return ""
+    return "".join(b["text"] for b in blocks)
+
+
 def final_user_text(body: dict[str, Any]) -> str:
     for msg in reversed(body["messages"]):
         if msg["role"] == "user":
@@ -170,12 +181,17 @@ def run_message(state: SimState, body: dict[str, Any]) -> tuple[dict[str, Any], 
     uncached = total - cache.read - cache.write_5m - cache.write_1h
     # The seed sees what the model sees: a system string and the same text as blocks, or a block with and
     # without cache_control, give the same reply.
-    prompt_id = hashlib.blake2b(b"\x1f".join(b.key for b in blocks), digest_size=16).hexdigest()
+    # A final assistant message is the start of the reply (a prefill): the seed is the request's without it.
+    prefill = prefill_of(body)
+    seen = cache_blocks(dict(body, messages=body["messages"][:-1])) if prefill else blocks
+    prompt_id = hashlib.blake2b(b"\x1f".join(b.key for b in seen), digest_size=16).hexdigest()
     seed = engine.seed_of(model.name, prompt_id, body.get("tool_choice"), body.get("temperature"))
     json_mode = asks_for_json(body)
+    tool = forced_tool(body)
     gen = engine.generate(state.config, model, prompt=final_user_text(body), seed=seed,
                           max_tokens=body["max_tokens"], stop=body.get("stop_sequences"),
-                          forced_tool=forced_tool(body), json_mode=json_mode)
+                          forced_tool=tool, json_mode=json_mode, prefill=prefill,
+                          break_schema=tool is not None and state.faults.bad_schema(model))
     if json_mode and not gen.tool_calls and state.faults.bad_json(model):
         gen = engine.json_in_prose(gen, body["max_tokens"])
     state.counters.record(model.name, input_tokens=uncached, output_tokens=gen.output_tokens, cache_read=cache.read,

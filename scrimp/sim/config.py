@@ -27,6 +27,9 @@ class Faults:
     # Anthropic models asked for JSON in their prompt: replies that wrap the JSON in prose ("Here is the JSON…"),
     # as instruction-following models sometimes do (OpenAI's JSON mode is constrained and never does)
     bad_json: float = 0.0
+    # JSON-schema answers and forced tool calls whose JSON does not fit the schema (a required key left out or a
+    # wrong type), as models without constrained decoding sometimes answer
+    bad_schema: float = 0.0
 
 
 @dataclass

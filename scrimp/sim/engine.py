@@ -144,13 +144,29 @@ def generate(
     json_schema: dict[str, Any] | None = None,
     json_mode: bool = False,
     forced_tool: dict[str, Any] | None = None,
+    prefill: str = "",
+    break_schema: bool = False,
 ) -> Generation:
     """One reply. `prompt` is the final user turn (what the workload is keyed by); `seed` identifies the
-    whole request; `forced_tool` is {"name", "parameters"} when the client forced a tool call."""
+    whole request; `forced_tool` is {"name", "parameters"} when the client forced a tool call.
+
+    `prefill` is the start of the assistant turn the request ends with (`seed` is then the request's without
+    it): when it begins the reply the request would get without it, the model goes on from there, as a model
+    continuing its own cut-off answer does. `break_schema` makes a schema answer (JSON or tool arguments)
+    violate its schema (the `bad_schema` fault)."""
+    if prefill:
+        full = generate(config, model, prompt=prompt, seed=seed, max_tokens=None, json_schema=json_schema,
+                        json_mode=json_mode, break_schema=break_schema)
+        start = prefill.rstrip()
+        if start and not full.tool_calls and full.text.startswith(start):
+            return _go_on(full, full.text[len(start):], max_tokens if max_tokens is not None
+                          else model.max_output_tokens, stop)
     rng = random.Random(seed)
     limit = max_tokens if max_tokens is not None else model.max_output_tokens
     if forced_tool is not None:
         args = json_from_schema(forced_tool.get("parameters") or {"type": "object"}, rng)
+        if break_schema:
+            args = violate(args, forced_tool.get("parameters") or {"type": "object"})
         call_id = f"call_{seed % 10**12:012d}"
         tokens = count_tokens(forced_tool["name"]) + count_tokens(orjson.dumps(args).decode())
         return Generation(tool_calls=[{"id": call_id, "name": forced_tool["name"], "arguments": args}],
@@ -162,7 +178,8 @@ def generate(
         correct = model.capability >= entry["difficulty"]
         text = entry["answer"] if correct else wrong_answer(entry["answer"], rng)
     elif json_schema is not None:
-        text = orjson.dumps(json_from_schema(json_schema, rng)).decode()
+        value = json_from_schema(json_schema, rng)
+        text = orjson.dumps(violate(value, json_schema) if break_schema else value).decode()
     elif json_mode:
         text = orjson.dumps({"answer": _sentences(rng, rng.randint(10, 40))}).decode()
     else:
@@ -185,6 +202,33 @@ def generate(
         finish, stop_seq = "length", None
     return Generation(text=text, finish=finish, stop_sequence=stop_seq,
                       output_tokens=count_tokens(text), correct=correct)
+
+
+def _go_on(full: Generation, rest: str, limit: int, stop: list[str] | None) -> Generation:
+    """The part of `full` after a prefill, cut by the request's own stop sequences and max_tokens."""
+    finish, stop_seq = full.finish, full.stop_sequence
+    for seq in stop or []:
+        at = rest.find(seq)
+        if seq and at >= 0:
+            rest, finish, stop_seq = rest[:at], "stop_sequence", seq
+    rest, cut = _truncate(rest, limit)
+    if cut:
+        finish, stop_seq = "length", None
+    return Generation(text=rest, finish=finish, stop_sequence=stop_seq, output_tokens=count_tokens(rest),
+                      correct=full.correct)
+
+
+def violate(value: Any, schema: dict[str, Any]) -> Any:
+    """`value` made not to fit `schema`, as a model without constrained decoding sometimes answers: a required
+    property left out, else the first property of the wrong type, else the wrong type altogether."""
+    if isinstance(value, dict):
+        required = [k for k in schema.get("required") or [] if k in value]
+        if required:
+            return {k: v for k, v in value.items() if k != required[0]}
+        if value:
+            key = next(iter(value))
+            return {**value, key: 12345 if isinstance(value[key], str) else "not the right type"}
+    return "not the right type" if not isinstance(value, str) else 12345
 
 
 def json_in_prose(gen: Generation, max_tokens: int) -> Generation:

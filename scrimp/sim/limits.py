@@ -42,7 +42,8 @@ class FaultInjector:
 
     A test may also script the next calls to a model (`script`): each entry is an HTTP status the call fails
     with (429, 500, 503, 529), "drop" / "stall" (its stream is dropped / stalls halfway), "bad_json" (its JSON
-    comes wrapped in prose) or None (served normally). The configured rates apply once the script has run out."""
+    comes wrapped in prose), "bad_schema" (its schema answer does not fit the schema) or None (served normally).
+    The configured rates apply once the script has run out."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
@@ -105,6 +106,12 @@ class FaultInjector:
         if scripted is not None:
             return scripted
         return bool(model.faults.bad_json) and self._rng.random() < model.faults.bad_json
+
+    def bad_schema(self, model: ModelConfig) -> bool:
+        scripted = self._scripted(model, "bad_schema")
+        if scripted is not None:
+            return scripted
+        return bool(model.faults.bad_schema) and self._rng.random() < model.faults.bad_schema
 
 
 def _failure(model: ModelConfig, status: int) -> SimError:

@@ -114,6 +114,14 @@ def final_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
+def prefill_of(body: dict[str, Any]) -> str:
+    """The text of a final assistant message (the start of the reply, which the model goes on from)."""
+    last = body["messages"][-1]
+    if last.get("role") != "assistant" or last.get("tool_calls"):
+        return ""
+    return content_text(last.get("content"), "content")
+
+
 def forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     tools = body.get("tools") or []
     choice = body.get("tool_choice")
@@ -185,9 +193,12 @@ def run_completion(state: SimState, body: dict[str, Any]) -> tuple[dict[str, Any
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else list(stop or [])
     # Stop sequences and max_tokens cut a reply; they do not change it, so they are not part of the seed.
-    seed = engine.seed_of(model.name, tokens, fmt,
+    prefill = prefill_of(body)
+    seen = prompt_tokens(dict(body, messages=body["messages"][:-1])) if prefill else tokens
+    seed = engine.seed_of(model.name, seen, fmt,
                           body.get("temperature"), body.get("seed"))
     tool = forced_tool(body)
+    schema_fault = bool(tool is not None or fmt.get("type") == "json_schema") and state.faults.bad_schema(model)
     gens = []
     for i in range(body.get("n") or 1):
         # A reasoning model thinks first; its hidden tokens count against max_tokens, and may use all of it.
@@ -203,7 +214,8 @@ def run_completion(state: SimState, body: dict[str, Any]) -> tuple[dict[str, Any
                                   max_tokens=budget, stop=stops,
                                   json_schema=(fmt.get("json_schema") or {}).get("schema")
                                   if fmt.get("type") == "json_schema" else None,
-                                  json_mode=fmt.get("type") == "json_object", forced_tool=tool)
+                                  json_mode=fmt.get("type") == "json_object", forced_tool=tool,
+                                  prefill=prefill, break_schema=schema_fault)
         gen.reasoning_tokens = thought
         gens.append(gen)
     reasoning = sum(g.reasoning_tokens for g in gens)
