@@ -1,0 +1,1 @@
+"""The request log: redacted request and response bodies of chosen features, beside the ledger (docs/request-log.md)."""
