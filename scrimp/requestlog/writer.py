@@ -15,7 +15,13 @@ from typing import Any
 import orjson
 
 from scrimp.canonical import ChatRequest, ChatResponse
-from scrimp.requestlog.bodies import answer_text, cap_strings, final_user_text, request_to_json, response_to_json
+from scrimp.requestlog.bodies import (
+    answer_text,
+    cap_strings,
+    final_user_text,
+    request_to_json,
+    response_to_json,
+)
 from scrimp.requestlog.redact import Redactor
 from scrimp.requestlog.store import INSERT_COLUMNS, RequestLogStore
 
