@@ -98,13 +98,12 @@ def ledger_total(schema: str, feature: str, expect: int) -> tuple[float, int, fl
 
 def worst_case(max_tokens: int, i: int) -> float:
     from scrimp import pricing
-    from scrimp.budgets.stage import estimate_input_tokens
     from scrimp.canonical import ChatRequest, Usage
-    from scrimp.pipeline import Call
+    from scrimp.tokens import request_input_tokens
 
     req = ChatRequest(model=MODEL, max_tokens=max_tokens,
                       messages=[{"role": "user", "content": [{"type": "text", "text": body(i, max_tokens)["messages"][0]["content"]}]}])
-    return pricing.cost(MODEL, "openai", Usage(input=estimate_input_tokens(Call(req)), output=max_tokens))
+    return pricing.cost(MODEL, "openai", Usage(input=request_input_tokens(req), output=max_tokens))
 
 
 def main() -> None:

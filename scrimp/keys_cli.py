@@ -119,7 +119,7 @@ def create(config_path: str | None, db: str | None, dsn: str | None, schema: str
                + (f", feature {rec.feature}" if rec.feature else "") + (", may set the tenant" if may_set_tenant
                                                                            else ""))
     if budget_usd is not None:
-        click.echo(f"budget: ${budget_usd:g} per {period} (stored with the key; budgets are not enforced yet)")
+        click.echo(f"budget: ${budget_usd:g} per {period} (enforced by the budgets stage when the gateway lists one)")
     click.echo(f"stored in {store.where}; this is the only time the key is shown:")
     click.echo(secret)
 

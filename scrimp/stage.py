@@ -156,6 +156,7 @@ BUILT_INS = {
     "router": "scrimp.router.stage:RouterStage",
     "prompt_cache": "scrimp.promptcache.stage:PromptCacheStage",
     "budgets": "scrimp.budgets.stage:BudgetsStage",
+    "rate_limits": "scrimp.ratelimit.stage:RateLimitsStage",
 }
 
 

@@ -11,9 +11,12 @@ simulator and an estimate in the gateway always agree.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from scrimp.canonical import ChatRequest
 
 _PIECE = re.compile(r"[^\W\d_]+|\d+|\S", re.UNICODE)
 _WORD_CHARS = 6
@@ -70,3 +73,12 @@ def tool_text(tool: dict[str, Any]) -> str:
     """How a tool definition is serialised into the prompt (name, description, schema)."""
     schema = tool.get("input_schema", tool.get("parameters", {}))
     return f"{tool.get('name', '')} {tool.get('description', '')} {orjson.dumps(schema).decode()}"
+
+
+def request_input_tokens(req: ChatRequest) -> int:
+    """A request's input tokens as scrimp estimates them (tools, system, every turn with its overhead): what a
+    budget reserves, a rate limit counts and a timed-out attempt is billed."""
+    n = sum(count_tokens(tool_text(t)) for t in req.tools) + sum(count_tokens(b.get("text", "")) for b in req.system)
+    for turn in req.messages:
+        n += MESSAGE_OVERHEAD + sum(count_tokens(block_text(b)) for b in turn["content"])
+    return n + REPLY_PRIMING

@@ -3,7 +3,7 @@
 A key is `sk-scrimp-` + 43 random URL-safe characters (256 bits from the OS). Only its SHA-256 is kept (a fast
 hash is enough for a secret of that strength; nothing to brute-force), with its first characters so that a
 person can tell keys apart, and what it is bound to: a tenant, optionally a feature, whether it may name the
-tenant per request, and a budget (stored for the budgets work, not enforced yet). Revoking keeps the row, so the
+tenant per request, and a budget (enforced by the budgets stage). Revoking keeps the row, so the
 ledger's `key_id` still says whose calls they were.
 """
 

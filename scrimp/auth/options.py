@@ -24,7 +24,7 @@ class ConfigKey:
     name: str | None = None
     feature: str | None = None  # every call with this key is attributed to this feature
     may_set_tenant: bool = False  # an application server serving many tenants may name them per request
-    budget_usd: float | None = None  # stored for the budgets work; not enforced yet
+    budget_usd: float | None = None  # enforced by the budgets stage (its key_budgets option)
     period: Literal["day", "month"] | None = None
 
     def check(self, where: Where) -> None:

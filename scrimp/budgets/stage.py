@@ -23,14 +23,14 @@ from typing import Any, Literal
 import orjson
 
 from scrimp import pricing
-from scrimp.budgets.store import NANO, Counter, RedisBudgetStore, SQLiteBudgetStore, to_nano
 from scrimp.canonical import ChatResponse, Usage
 from scrimp.formats.errors import APIError
 from scrimp.metrics import Sample
 from scrimp.options import ConfigError, Where
 from scrimp.pipeline import Call, Next, Reply, StreamEvent, new_request_id
+from scrimp.shared_counters import NANO, Counter, CounterStore, open_counter_store, to_nano
 from scrimp.stage import Stage, StageContext
-from scrimp.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, block_text, count_tokens, tool_text
+from scrimp.tokens import request_input_tokens
 
 log = logging.getLogger("scrimp.budgets")
 
@@ -99,15 +99,6 @@ class BudgetsOptions:
             raise where.key("reservation_ttl_s").error("a time above 0 seconds")
 
 
-def estimate_input_tokens(call: Call) -> int:
-    """The request's input tokens as the gateway's upstream estimates them (scrimp.tokens)."""
-    req = call.request
-    n = sum(count_tokens(tool_text(t)) for t in req.tools) + sum(count_tokens(b.get("text", "")) for b in req.system)
-    for turn in req.messages:
-        n += MESSAGE_OVERHEAD + sum(count_tokens(block_text(b)) for b in turn["content"])
-    return n + REPLY_PRIMING
-
-
 def period_bounds(budget: Budget, now: float) -> tuple[str, float]:
     """The calendar period's id and when it resets (unix seconds), or for a rolling window ("w", the time by
     which everything spent so far has left the window)."""
@@ -141,7 +132,7 @@ class BudgetsStage(Stage):
     def __init__(self, options: BudgetsOptions, ctx: StageContext) -> None:
         self.options = options
         self.ctx = ctx
-        self.store: RedisBudgetStore | SQLiteBudgetStore | None = None
+        self.store: CounterStore | None = None
         self.alerts: dict[str, int] = {}
         self.downgrades: dict[str, int] = {}
         self.blocks: dict[str, int] = {}
@@ -156,11 +147,11 @@ class BudgetsStage(Stage):
                     raise ConfigError(f"stages.budgets.budgets[{i}].actions[{j}].model: unknown model {a.model!r}")
         return cls(options, ctx)
 
-    def new_store(self) -> RedisBudgetStore | SQLiteBudgetStore:
+    def new_store(self) -> CounterStore:
         o = self.options
-        return RedisBudgetStore(o.redis_url, o.prefix) if o.redis_url else SQLiteBudgetStore(o.path)
+        return open_counter_store(o.redis_url, o.prefix, o.path)
 
-    def open_store(self) -> RedisBudgetStore | SQLiteBudgetStore:
+    def open_store(self) -> CounterStore:
         if self.store is None:
             self.store = self.new_store()
         return self.store
@@ -210,7 +201,7 @@ class BudgetsStage(Stage):
     # -- costs --------------------------------------------------------------------------------------------------
     def worst_case(self, call: Call, model: str) -> float:
         req = call.request
-        inp = int(estimate_input_tokens(call) * self.options.estimate_margin + 0.999)
+        inp = int(request_input_tokens(call.request) * self.options.estimate_margin + 0.999)
         out = (req.max_tokens or self.options.default_max_tokens) * max(1, req.n)
         try:
             return pricing.cost(model, self.ctx.provider_of(model), Usage(input=inp, output=out))
@@ -370,7 +361,7 @@ class BudgetsStage(Stage):
         finally:
             await store.close()
 
-    async def _status(self, store: RedisBudgetStore | SQLiteBudgetStore, now: float) -> list[dict[str, Any]]:
+    async def _status(self, store: CounterStore, now: float) -> list[dict[str, Any]]:
         keys = await store.scan()
         out = []
         for b in self.options.budgets:

@@ -201,9 +201,9 @@ async def count_tokens_endpoint(request: Request) -> Response:
             raise APIError(404, f"model: {req.model} is not configured in scrimp")
         headers = {"x-scrimp-request-id": request_id, "x-scrimp-model": spec.name}
         if spec.provider != "anthropic":
-            from scrimp.gateway.upstream import estimate_input_tokens
+            from scrimp.tokens import request_input_tokens
 
-            return JSONResponse({"input_tokens": estimate_input_tokens(Call(req))}, headers=headers)
+            return JSONResponse({"input_tokens": request_input_tokens(req)}, headers=headers)
         payload = {k: v for k, v in body.items() if k not in ("max_tokens", "stream")}
         payload["model"] = spec.remote_name
         call = Call(req, request_id=request_id)

@@ -40,7 +40,7 @@ from scrimp.formats import responses_upstream
 from scrimp.formats.errors import APIError
 from scrimp.gateway.config import GatewayConfig, ModelSpec
 from scrimp.pipeline import Call, Reply, StreamEvent, events_from_response
-from scrimp.tokens import count_tokens
+from scrimp.tokens import count_tokens, request_input_tokens
 
 log = logging.getLogger("scrimp.upstream")
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504, 529}
@@ -278,7 +278,7 @@ class Upstream:
             received = sum(count_tokens(b.get("text", "")) for b in blocks if b.get("type") == "text")
             if got.usage.total_input == 0:
                 call.decisions["usage"] = "estimated"
-                got.usage = Usage(input=estimate_input_tokens(call), output=received)
+                got.usage = Usage(input=request_input_tokens(call.request), output=received)
             elif got.usage.output < received:
                 # The final usage never came: bill at least the tokens the client was sent.
                 call.decisions["usage"] = "estimated"
@@ -379,21 +379,11 @@ UNKNOWN_OUTPUT_TOKENS = 256  # a timed-out answer's output, when the request set
 def timed_out_cost(req: ChatRequest, spec: ModelSpec) -> float:
     """What the provider bills for an answer the gateway stopped waiting for: the input as sent, and the output
     estimated at the request's max_tokens (or UNKNOWN_OUTPUT_TOKENS)."""
-    usage = Usage(input=estimate_input_tokens(Call(req)), output=req.max_tokens or UNKNOWN_OUTPUT_TOKENS)
+    usage = Usage(input=request_input_tokens(req), output=req.max_tokens or UNKNOWN_OUTPUT_TOKENS)
     try:
         return pricing.cost(spec.name, spec.provider, usage)
     except pricing.UnknownPrice:
         return 0.0
-
-
-def estimate_input_tokens(call: Call) -> int:
-    from scrimp.tokens import block_text, tool_text
-
-    req = call.request
-    n = sum(count_tokens(tool_text(t)) for t in req.tools) + sum(count_tokens(b.get("text", "")) for b in req.system)
-    for turn in req.messages:
-        n += 3 + sum(count_tokens(block_text(b)) for b in turn["content"])
-    return n + 3
 
 
 def _error_of(status: int, content: bytes, headers: Any) -> APIError:

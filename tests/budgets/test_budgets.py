@@ -15,11 +15,11 @@ import openai
 import pytest
 
 from scrimp.budgets.stage import BudgetsStage
-from scrimp.budgets.store import Counter, RedisBudgetStore, SQLiteBudgetStore, to_nano
 from scrimp.canonical import ChatRequest
 from scrimp.gateway.app import create_app
 from scrimp.gateway.config import simulated
 from scrimp.pipeline import Call
+from scrimp.shared_counters import Counter, RedisCounterStore, SQLiteCounterStore, to_nano
 from scrimp.sim.testing import run_simulator, serve_app
 
 REDIS_URL = os.environ.get("SCRIMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -237,8 +237,8 @@ def test_two_gateways_share_one_redis_counter(sim, tmp_path, prefix):
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 async def test_store_reserve_settle_and_expiry(tmp_path, prefix, backend):
-    store = (RedisBudgetStore(REDIS_URL, prefix) if backend == "redis"
-             else SQLiteBudgetStore(str(tmp_path / "b.db")))
+    store = (RedisCounterStore(REDIS_URL, prefix) if backend == "redis"
+             else SQLiteCounterStore(str(tmp_path / "b.db")))
     day = Counter("d::2026-11-27", 100, None, 3600)
     window = Counter("w::w", 100, 10.0, 3600)
     try:
@@ -303,7 +303,7 @@ stages:
       - {{name: acme-daily, tenant: acme, limit_usd: 1.0}}
       - {{name: per-tenant, per: [tenant], limit_usd: 2.0, period: month}}
 """)
-    store = RedisBudgetStore(REDIS_URL, prefix)
+    store = RedisCounterStore(REDIS_URL, prefix)
     from scrimp.budgets.stage import period_bounds
 
     now = time.time()

@@ -1,9 +1,10 @@
-"""Budget state: what each budget counter has spent and has reserved, shared by every replica.
+"""Reserve-then-settle counters shared by every replica: budget spend (scrimp.budgets) and rate limits
+(scrimp.ratelimit) both count with them.
 
-Amounts are integers in nano-dollars (1e-9 USD), so the counters add exactly in Redis's Lua (doubles, exact to
-2**53: $9M) and in SQLite. A counter is one budget for one scope (a tenant, a key...) in one period: a
-calendar counter (`day`, `month`: the period is part of its name) holds a running total; a rolling counter
-(`window_s`) holds its spend entries with their times and sums those inside the window.
+Amounts are integers (nano-dollars for budgets, so they add exactly in Redis's Lua, doubles exact to 2**53:
+$9M; requests or tokens for rate limits). A counter is one limit for one scope (a tenant, a key...) in one
+period: a calendar counter (`day`, `month`: the period is part of its name) holds a running total; a rolling
+counter (`window_s`) holds its entries with their times and sums those inside the window.
 
 Each step is atomic across replicas: in Redis one Lua script per step (reserve, settle, read), in SQLite one
 `BEGIN IMMEDIATE` transaction under a process lock. A reservation carries an expiry: one left behind by a
@@ -39,7 +40,10 @@ class Counter:
 class Reserved:
     ok: bool
     refused: int | None  # index of the counter that refused (ok False)
-    used: list[tuple[int, int]]  # per counter (spent, reserved) before this reservation, nano-USD
+    used: list[tuple[int, int]]  # per counter (spent, reserved) before this reservation
+    # a refusing rolling counter: seconds until enough of its spend leaves the window for this amount to fit
+    # (None: a calendar counter, or spend leaving cannot make room: reservations in flight or too large an amount)
+    retry_after_s: float | None = None
 
 
 _LIVE = """
@@ -53,6 +57,17 @@ local function live_reserved(rk, now)
     if expires <= now then redis.call('HDEL', rk, all[i]) else total = total + amount end
   end
   return total
+end
+-- seconds until enough entries leave the window to free `need`, or -1 when leaving cannot free that much
+local function frees_in(sk, window, now, need)
+  local entries = redis.call('ZRANGE', sk, 0, -1, 'WITHSCORES')
+  local freed = 0
+  for i = 1, #entries, 2 do
+    local sep = string.find(entries[i], ':', 1, true)
+    freed = freed + tonumber(string.sub(entries[i], 1, sep - 1))
+    if freed >= need then return tonumber(entries[i + 1]) + window - now end
+  end
+  return -1
 end
 local function spent_of(sk, window, now)
   if window > 0 then
@@ -82,7 +97,12 @@ for i = 1, n do
   used[#used + 1] = spent
   used[#used + 1] = reserved
   if limit >= 0 and spent + reserved + amount > limit then
-    return {0, i, unpack(used)}
+    local retry = -1
+    if window > 0 and reserved + amount <= limit then
+      retry = frees_in(KEYS[2 * i - 1], window, now, spent + reserved + amount - limit)
+    end
+    -- Lua numbers come back as integers: milliseconds
+    return {0, i, math.ceil(retry * 1000), unpack(used)}
   end
 end
 for i = 1, n do
@@ -90,7 +110,7 @@ for i = 1, n do
   redis.call('HSET', KEYS[2 * i], rid, ARGV[4] .. ':' .. expires)
   redis.call('EXPIRE', KEYS[2 * i], ttl)
 end
-return {1, 0, unpack(used)}
+return {1, 0, 0, unpack(used)}
 """
 
 # KEYS as for reserve. ARGV: now, reservation id, actual amount, n, then per counter: window, key ttl.
@@ -127,7 +147,7 @@ def _pairs(flat: list[Any]) -> list[tuple[int, int]]:
     return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 
-class RedisBudgetStore:
+class RedisCounterStore:
     """Counters in Redis under `prefix`: `{prefix}{counter}:s` (spent) and `{prefix}{counter}:r` (reservations)."""
 
     def __init__(self, url: str, prefix: str = "scrimp:budget:") -> None:
@@ -150,7 +170,10 @@ class RedisBudgetStore:
         for c in counters:
             args += [c.hard_limit if c.hard_limit is not None else -1, c.window_s or 0, c.key_ttl_s]
         out = await self._reserve(keys=self._keys(counters), args=args)
-        return Reserved(bool(int(out[0])), int(out[1]) - 1 if int(out[0]) == 0 else None, _pairs(out[2:]))
+        if int(out[0]):
+            return Reserved(True, None, _pairs(out[3:]))
+        retry_ms = int(out[2])
+        return Reserved(False, int(out[1]) - 1, _pairs(out[3:]), retry_ms / 1000 if retry_ms >= 0 else None)
 
     async def settle(self, counters: list[Counter], rid: str, amount: int, now: float) -> None:
         args: list[Any] = [repr(now), rid, amount, len(counters)]
@@ -186,7 +209,7 @@ _SCHEMA = [
 ]
 
 
-class SQLiteBudgetStore:
+class SQLiteCounterStore:
     """Counters in a SQLite file: one transaction (`BEGIN IMMEDIATE`) per step under a lock, so the steps are
     atomic between the threads of this process and between processes sharing the file."""
 
@@ -212,6 +235,15 @@ class SQLiteBudgetStore:
                               (c.key,)).fetchone()[0]
         return int(spent), int(reserved)
 
+    def _frees_in(self, c: Counter, now: float, need: int) -> float | None:
+        freed = 0
+        for ts, nano in self._conn.execute("SELECT ts, nano FROM budget_window WHERE counter = ? ORDER BY ts",
+                                           (c.key,)):
+            freed += nano
+            if freed >= need:
+                return ts + (c.window_s or 0) - now
+        return None
+
     def _tx(self, fn: Any) -> Any:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -230,7 +262,10 @@ class SQLiteBudgetStore:
                 spent, reserved = self._used(c, now)
                 used.append((spent, reserved))
                 if c.hard_limit is not None and spent + reserved + amount > c.hard_limit:
-                    return Reserved(False, i, used)
+                    retry = None
+                    if c.window_s and reserved + amount <= c.hard_limit:
+                        retry = self._frees_in(c, now, spent + reserved + amount - c.hard_limit)
+                    return Reserved(False, i, used, retry)
             for c in counters:
                 self._conn.execute("INSERT OR REPLACE INTO budget_reservations VALUES (?, ?, ?, ?)",
                                    (c.key, rid, amount, now + ttl_s))
@@ -267,3 +302,11 @@ class SQLiteBudgetStore:
     async def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+CounterStore = RedisCounterStore | SQLiteCounterStore
+
+
+def open_counter_store(redis_url: str | None, prefix: str, path: str) -> CounterStore:
+    """Redis when a URL is configured (replicas share it), else the SQLite file at `path`."""
+    return RedisCounterStore(redis_url, prefix) if redis_url else SQLiteCounterStore(path)
