@@ -17,8 +17,10 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
 @click.option("--prompt-cache", is_flag=True, help="Per feature: prompt-cache hit ratio, write cost vs read "
               "savings, and what keeps busting the cache.")
+@click.option("--output", "output_control", is_flag=True, help="Per feature: output caps (calls capped, truncation "
+              "and continuation rates) and structured output (invalid, repaired, fallback, failed answers).")
 def usage(db: str | None, dsn: str | None, config_path: str | None, by: str, since: str | None,
-          as_json: bool, prompt_cache: bool) -> None:
+          as_json: bool, prompt_cache: bool, output_control: bool = False) -> None:
     """Roll the ledger up by feature, model, user, tenant, day, cache (miss/exact/semantic), lever or gateway
     key."""
     from pathlib import Path
@@ -46,6 +48,9 @@ def usage(db: str | None, dsn: str | None, config_path: str | None, by: str, sin
         since_ts = parse_since(since)
         if prompt_cache:
             _prompt_cache(store, since_ts, as_json)
+            return
+        if output_control:
+            _output_control(store, since_ts, as_json)
             return
         rows = rollup(store, by, since_ts)
     except ValueError as exc:
@@ -130,3 +135,26 @@ def _prompt_cache(store, since: float | None, as_json: bool) -> None:
         for kind, b in r["busters"].items():
             click.echo(f"cache buster in {r['feature']}: {kind} ({b['count']} calls, e.g. {b['example']!r}) "
                        f"kept {b['tokens_lost']} tokens out of the cache, ~${b['cost_usd']:.4f}")
+
+
+def _output_control(store, since: float | None, as_json: bool) -> None:
+    from scrimp.outputcap.report import output_cap_report
+    from scrimp.structured.report import structured_report
+
+    caps, checks = output_cap_report(store, since), structured_report(store, since)
+    if as_json:
+        click.echo(json.dumps({"output_cap": caps, "structured": checks}, indent=2))
+        return
+    if not caps and not checks:
+        click.echo("no capped or structured-output calls recorded in that period")
+        return
+    header = (f"{'feature':<20}{'capped':>8}{'trunc %':>9}{'cont %':>8}{'schema':>8}{'invalid':>9}{'repaired':>10}"
+              f"{'fallback':>10}{'failed':>8}")
+    click.echo(header)
+    click.echo("-" * len(header))
+    for feature in sorted(set(caps) | set(checks)):
+        c = caps.get(feature, {"capped": 0, "truncation_rate": 0.0, "continuation_rate": 0.0})
+        k = checks.get(feature, {"checked": 0, "invalid": 0, "repaired": 0, "fallback": 0, "failed": 0})
+        click.echo(f"{feature[:19]:<20}{c['capped']:>8}{100 * c['truncation_rate']:>8.1f}%"
+                   f"{100 * c['continuation_rate']:>7.1f}%{k['checked']:>8}{k['invalid']:>9}{k['repaired']:>10}"
+                   f"{k['fallback']:>10}{k['failed']:>8}")
