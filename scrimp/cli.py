@@ -24,6 +24,9 @@ def _register() -> None:
         ("scrimp.router_cli", "router"),
         ("scrimp.keys_cli", "keys"),
         ("scrimp.budgets_cli", "budgets"),
+        ("scrimp.audit_cli", "audit"),
+        ("scrimp.simulate_cli", "simulate"),
+        ("scrimp.calc_cli", "calc"),
     ]:
         try:
             mod = importlib.import_module(module)
