@@ -114,11 +114,13 @@ class OutputCapStage(Stage):
             self._last_sync = self.ctx.clock()
             self._sync_task = asyncio.create_task(self.sync())
 
-    def _learn(self, feature: str, resp: ChatResponse) -> None:
+    async def _learn(self, feature: str, resp: ChatResponse) -> None:
         """A complete answer's length counts; one cut by any cap does not (its length is not its own)."""
         if resp.stop_reason != "max_tokens":
             self._seen.add(feature)
             self.store().add(feature, self.ctx.clock(), resp.usage.output)
+            if self.options.refresh_s == 0:  # learned at once (tests, a single replica that wants it)
+                await self.sync()
 
     # -- the stage ------------------------------------------------------------------------------------------
     @staticmethod
@@ -138,6 +140,7 @@ class OutputCapStage(Stage):
             call.decisions["length_instruction"] = True
         if not self.eligible(call.request):
             return await next(call)
+        self._seen.add(feature)  # its answers are read back from the shared table from the next sync on
         await self._maybe_sync()
         capped = self._cap(call, policy, feature)
         reply = await next(call)
@@ -152,7 +155,7 @@ class OutputCapStage(Stage):
                 self._paid_again(capped, ended)
                 reply.response = join(resp, ended)
         if resp is not None and reply.billed:
-            self._learn(feature, reply.response or resp)
+            await self._learn(feature, reply.response or resp)
         self._decide(call, capped, feature)
         return reply
 
@@ -268,7 +271,7 @@ class OutputCapStage(Stage):
         if held is not None:
             yield held
         if reply.billed:
-            self._learn(feature, final)
+            await self._learn(feature, final)
         self._decide(call, capped, feature)
         yield StreamEvent("done", response=final)
 
