@@ -68,5 +68,15 @@ def tags_of(headers: Mapping[str, str]) -> dict[str, str]:
     return {k[len(TAG_PREFIX):]: v for k, v in headers.items() if k.startswith(TAG_PREFIX) and len(k) > len(TAG_PREFIX)}
 
 
+HINT_PREFIX = "x-scrimp-"
+
+
+def hints_of(headers: Mapping[str, str]) -> dict[str, str]:
+    """The request's per-call instructions to levers (`Call.hints`): its x-scrimp-* headers and
+    `idempotency-key`, never a credential."""
+    return {k: v for k, v in headers.items()
+            if (k.startswith(HINT_PREFIX) and k != KEY_TENANT) or k == "idempotency-key"}
+
+
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class Database:
@@ -52,6 +54,36 @@ class Database:
                     self._drop()
                     if attempt:  # a connection lost since its last use is reopened once
                         raise
+        raise AssertionError("unreachable")
+
+    def transaction(self, work: Callable[[Any], T]) -> T:
+        """Run `work(cursor)` in one transaction: committed when it returns, rolled back when it raises (several
+        statements that must happen together or not at all). `?` placeholders are the caller's to adapt
+        (`self.placeholder`)."""
+        with self._lock:
+            for attempt in (0, 1):
+                try:
+                    if self._conn is None:
+                        self._conn = self._connect()
+                        for ddl in self.setup:
+                            self._conn.cursor().execute(ddl)
+                        self._conn.commit()
+                    conn = self._conn
+                except Exception:
+                    self._drop()
+                    if attempt:
+                        raise
+                    continue
+                try:
+                    result = work(conn.cursor())
+                    conn.commit()
+                    return result
+                except Exception:
+                    try:
+                        conn.rollback()
+                    except Exception:  # noqa: BLE001 - a lost connection: dropped below
+                        self._drop()
+                    raise
         raise AssertionError("unreachable")
 
     def _drop(self) -> None:

@@ -171,6 +171,12 @@ class Call:
     client_key: str = field(default="", repr=False)
     key: CallerKey | None = None  # the gateway key it came with (None: auth off, or no gateway key presented)
     cache_control: set[str] = field(default_factory=set)  # from x-scrimp-cache-control: no-cache/no-store
+    # the request's x-scrimp-* and idempotency-key headers (lower-case names): per-request instructions to levers,
+    # such as x-scrimp-defer for the batch lane; never the client's credentials
+    hints: dict[str, str] = field(default_factory=dict)
+    # a stage wrote this call's ledger row itself (the batch lane records each line exactly once, with its durable
+    # state, whenever its answer is known): the ledger stage writes none
+    recorded: bool = False
     decisions: dict[str, Any] = field(default_factory=dict)  # e.g. {"cache": "exact", "route": "cheap"}
     savings: list[Saving] = field(default_factory=list)  # one per lever that made this call cheaper
     costs: list[Cost] = field(default_factory=list)  # spend besides the answer (a cascade's first attempt)

@@ -75,6 +75,7 @@ class StageContext:
         self.upstream = upstream
         self.clock = clock
         self._ledger: LedgerWriter | None = None
+        self._pipeline: Upstream | None = None
         self._sealed = False
 
     # -- provided by stages while they are built ------------------------------------------------------
@@ -86,6 +87,10 @@ class StageContext:
     def seal(self) -> None:
         self._sealed = True
 
+    def provide_pipeline(self, pipeline: Upstream) -> None:
+        """Set by whoever runs the chain (the gateway), once it is built from these stages."""
+        self._pipeline = pipeline
+
     def _ready(self, what: str) -> None:
         if not self._sealed:
             raise ServicesNotReady(f"the {what} is resolved once every stage is built: read it in start() or "
@@ -96,6 +101,15 @@ class StageContext:
         """The ledger store (`write`, `query`, `flush`), or None when no ledger stage is configured."""
         self._ready("ledger")
         return self._ledger
+
+    @property
+    def pipeline(self) -> Upstream:
+        """The whole chain from its first stage: `await ctx.pipeline(call) -> Reply`, for a stage that starts calls
+        of its own and wants every lever to apply to them (the batch lane's fire-and-forget jobs)."""
+        self._ready("pipeline")
+        if self._pipeline is None:
+            raise ServicesNotReady("no pipeline runs these stages (they were built outside a gateway)")
+        return self._pipeline
 
     # -- always there ------------------------------------------------------------------------------------
     def provider_of(self, model: str) -> str | None:
@@ -156,6 +170,10 @@ BUILT_INS = {
     "router": "scrimp.router.stage:RouterStage",
     "prompt_cache": "scrimp.promptcache.stage:PromptCacheStage",
     "budgets": "scrimp.budgets.stage:BudgetsStage",
+    "batch": "scrimp.batch.stage:BatchStage",
+    "output_cap": "scrimp.outputcap.stage:OutputCapStage",
+    "structured": "scrimp.structured.stage:StructuredStage",
+    "request_log": "scrimp.requestlog.stage:RequestLogStage",
     "rate_limits": "scrimp.ratelimit.stage:RateLimitsStage",
 }
 

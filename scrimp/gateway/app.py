@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from scrimp.attribution import attribute, caller_key, client_key, plain_headers
+from scrimp.attribution import attribute, caller_key, client_key, hints_of, plain_headers
 from scrimp.auth import Auth
 from scrimp.canonical import ChatResponse, Usage
 from scrimp.formats import anthropic as anthropic_fmt
@@ -42,6 +42,7 @@ class Gateway:
         self.upstream = Upstream(config)
         self.stages, self.ctx = build_stages(config, self.upstream)
         self.pipeline = Pipeline(self.stages, self.upstream)
+        self.ctx.provide_pipeline(self.pipeline)  # stages that start calls of their own (the batch lane's jobs)
         self.responses: ResponsesStore = open_responses_store(self.ctx.ledger)  # stored Responses API answers
         self.auth = Auth(config.auth, self.ctx.ledger) if config.auth is not None else None  # keys, tenancy
 
@@ -166,6 +167,7 @@ async def handle_chat(request: Request, wire: Wire) -> Response:
                     cache_control=_cache_control(headers.get("x-scrimp-cache-control")))
         call.client_key = client_key(headers)
         call.key = caller_key(request.scope)
+        call.hints = hints_of(headers)
         reply = await gateway.pipeline(call)
         if not req.stream:
             # a stage may have turned it into a stream: drained for a non-streaming client

@@ -91,25 +91,28 @@ class LedgerStage(Stage):
                             reply.served_provider, reply.billed)
 
     def record(self, call: Call, resp: ChatResponse | None, served: str, provider: str, billed: bool = True) -> None:
+        if call.recorded:  # a stage wrote this call's row itself (the batch lane)
+            return
         record_call(self.store, call, resp, served, provider, billed)
 
 
-def answer_cost(resp: ChatResponse | None, served: str, provider: str, billed: bool) -> float:
+def answer_cost(resp: ChatResponse | None, served: str, provider: str, billed: bool, batch: bool = False) -> float:
     if not billed or resp is None or not served:
         return 0.0
     try:
-        return pricing.cost(served, provider or None, resp.usage)
+        return pricing.cost(served, provider or None, resp.usage, batch=batch)
     except pricing.UnknownPrice:
         log.warning("no price for %s; recorded at 0", served)
         return 0.0
 
 
 def record_call(store: LedgerWriter, call: Call, resp: ChatResponse | None, served: str, provider: str,
-                billed: bool = True) -> None:
+                billed: bool = True, batch: bool = False) -> None:
     """Write the call's row and its saving / cost records; never raises (a ledger problem must not fail a
-    request). Also used for calls outside the chat pipeline (embeddings)."""
+    request). Also used for calls outside the chat pipeline (embeddings, batch lines). `batch`: the provider
+    billed the answer at its Batch API rate."""
     try:
-        answer = answer_cost(resp, served, provider, billed)
+        answer = answer_cost(resp, served, provider, billed, batch)
         # innermost lever first: each undoes its own effect on what really happened (see Counterfactual)
         without: Counterfactual | None = (Counterfactual(resp.usage, served, provider or None)
                                           if resp is not None and served and billed else None)

@@ -2,12 +2,15 @@
 
 Jobs run in the background after the configured delay and answer each request exactly as the per-request
 endpoint would (the same `run_completion` / `run_message`), so batched results equal per-request ones.
-Jobs live in memory: the simulator is a test double, not a store.
+Jobs live in memory: the simulator is a test double, not a store. Partial failures are configurable
+(`batch_error_rate`, `batch_expire_rate`: a share of lines errored or expired), and every line a batch runs is
+counted under the endpoint `batch` in /sim/counters (batch pricing is half the per-request price).
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import time
 import uuid
@@ -59,6 +62,18 @@ def _window_seconds(window: str) -> float:
     if not m:
         raise invalid("completion_window: expected a duration such as '24h'.", "completion_window")
     return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def _fate(state: SimState, custom_id: str) -> str:
+    """A line's injected fate: "ok", "errored" (batch_error_rate) or "expired" (batch_expire_rate), drawn from the
+    seed and the line's custom_id, so the same line meets the same fate in every run."""
+    cfg = state.config
+    if not (cfg.batch_error_rate or cfg.batch_expire_rate):
+        return "ok"
+    roll = random.Random(f"{cfg.seed}:{custom_id}").random()
+    if roll < cfg.batch_error_rate:
+        return "errored"
+    return "expired" if roll < cfg.batch_error_rate + cfg.batch_expire_rate else "ok"
 
 
 def _page(items: list[dict[str, Any]], after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
@@ -211,7 +226,16 @@ async def _run_openai_batch(state: SimState, batch: dict[str, Any], window_s: fl
     cancelled = batch["status"] == "cancelling"
     expired = delay > window_s
     for line in lines if not (cancelled or expired) else []:
+        state.counters.hit("batch")
+        fate = _fate(state, line["custom_id"])
+        if fate == "expired":
+            err.append({"id": "batch_req_" + uuid.uuid4().hex[:24], "custom_id": line["custom_id"], "response": None,
+                        "error": {"code": "batch_expired", "message": "This request could not be executed before "
+                                                                      "the completion window expired."}})
+            continue
         try:
+            if fate == "errored":
+                raise SimError(500, "The server had an error processing this batch request (injected fault).")
             if batch["endpoint"] == "/v1/chat/completions":
                 usage, gens, _ = openai_api.run_completion(state, line["body"])
                 model = line["body"]["model"]
@@ -344,7 +368,15 @@ async def _run_anthropic_batch(state: SimState, batch: dict[str, Any], requests:
             results.append({"custom_id": item["custom_id"], "result": {"type": "canceled"}})
             counts["canceled"] += 1
             continue
+        state.counters.hit("batch")
+        fate = _fate(state, item["custom_id"])
+        if fate == "expired":
+            results.append({"custom_id": item["custom_id"], "result": {"type": "expired"}})
+            counts["expired"] += 1
+            continue
         try:
+            if fate == "errored":
+                raise SimError(500, "Internal server error processing this batch request (injected fault).")
             usage, gen = anthropic_api.run_message(state, item["params"])
             message = anthropic_api.message_body(item["params"]["model"], gen, usage, "msg_" + uuid.uuid4().hex[:24])
             results.append({"custom_id": item["custom_id"], "result": {"type": "succeeded", "message": message}})

@@ -80,6 +80,10 @@ class SimConfig:
     require_api_key: bool = False
     openai_cache_idle_s: float = 600.0  # OpenAI evicts cached prefixes after 5-10 minutes idle
     batch_delay_s: float = 2.0  # time a batch takes from submission to completion
+    batch_error_rate: float = 0.0  # share of batch lines answered with an error (a 500 in that line's result)
+    batch_expire_rate: float = 0.0  # share of batch lines reported expired (not run within the window)
+    flex_extra_ms: float = 0.0  # OpenAI service_tier "flex": added latency per call
+    flex_429_rate: float = 0.0  # share of flex calls refused with 429 "resource unavailable"
     max_body_bytes: int = 32 * 1024 * 1024
     seed: int = 0
     workload: dict[str, dict[str, Any]] = field(default_factory=dict)  # prompt -> {"answer", "difficulty"}
@@ -163,6 +167,12 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> SimConfi
             cfg.workload = load_workload(path)
         elif key in {"require_api_key", "openai_cache_idle_s", "batch_delay_s", "max_body_bytes", "seed"}:
             setattr(cfg, key, value)
+        elif key in {"batch_error_rate", "batch_expire_rate", "flex_extra_ms", "flex_429_rate"}:
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (
+                    key.endswith("_rate") and value > 1):
+                raise ConfigError(f"{key}: expected {'a share between 0 and 1' if key.endswith('_rate') else 'a number >= 0'}"
+                                  f", got {value!r}")
+            setattr(cfg, key, float(value))
         else:
             raise ConfigError(f"{key}: unknown key")
     return cfg

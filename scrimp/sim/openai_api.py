@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from scrimp.sim import engine
+from scrimp.sim import engine, flex
 from scrimp.sim.app import SimState, check_key, read_json, state_of
 from scrimp.sim.errors import SimError, invalid
 from scrimp.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, count_tokens, tokenize, tool_text
@@ -242,7 +242,7 @@ async def chat_completions(request: Request) -> Response:
         check_key(request, "openai")
         body = await read_json(request, "openai")
         model = state.model(body.get("model"))
-        delay = state.faults.before_call(model)
+        delay = state.faults.before_call(model) + flex.admit(state, body)
         usage, gens, out = run_completion(state, body)
     except SimError as exc:
         state.record_error(body.get("model"))
@@ -255,7 +255,7 @@ async def chat_completions(request: Request) -> Response:
             media_type="text/event-stream", headers={"cache-control": "no-cache"},
         )
     await asyncio.sleep(delay + (model.ttft_ms + model.per_token_ms * out) / 1000.0)
-    return JSONResponse(completion_body(model.name, gens, usage, cid))
+    return JSONResponse({**completion_body(model.name, gens, usage, cid), "service_tier": flex.tier(body)})
 
 
 def _pieces(text: str) -> list[str]:
