@@ -132,6 +132,9 @@ class Stage:
     # Paths among `http_routes()` that callers use with their own gateway key (tenant-scoped, like the semantic
     # cache's feedback); with `auth:` configured, every other route of the stage needs the admin key.
     caller_paths: ClassVar[tuple[str, ...]] = ()
+    # Paths among `http_routes()` anyone may load, even with `auth:` (a page's shell and scripts holding no data;
+    # the data it reads comes from admin routes).
+    open_paths: tuple[str, ...] = ()
 
     @classmethod
     def build(cls, options: Any, ctx: StageContext) -> Stage:

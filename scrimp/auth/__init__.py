@@ -37,9 +37,11 @@ class Auth:
         app.router.routes.extend(key_routes)
         admin = [route for stage in stages for route in stage.http_routes()
                  if getattr(route, "path", None) not in getattr(stage, "caller_paths", ())]
+        # pages that hold no data (the dashboard's shell and scripts): a browser loads them without a key
+        open_paths = frozenset(p for stage in stages for p in getattr(stage, "open_paths", ()))
         app.add_middleware(AuthGuard, resolver=self.resolver, admin_routes=[*key_routes, *admin],
                            required=self.options.required, protect_metrics=self.options.protect_metrics,
-                           refused=self.refused)
+                           refused=self.refused, open_paths=open_paths)
 
     def metrics(self) -> list[Any]:
         """For GET /metrics: refusals by reason (missing_api_key, invalid_api_key, revoked_api_key,

@@ -15,7 +15,8 @@ clients, `x-api-key` for Anthropic clients) and decides:
   tenant-scoped read in the gateway and the stages goes through those headers (`attribution.tenant_of`), so a
   header or body field naming another tenant changes nothing.
 
-`/healthz` is always open; `/metrics` is open unless `protect_metrics`.
+`/healthz` and the paths stages list in `open_paths` (the dashboard's page and scripts, which hold no data) are
+always open; `/metrics` is open unless `protect_metrics`.
 """
 
 from __future__ import annotations
@@ -106,8 +107,9 @@ MISSING = ("This gateway needs a scrimp key: send it as 'Authorization: Bearer <
 
 class AuthGuard:
     def __init__(self, app: Any, resolver: KeyResolver, admin_routes: list[BaseRoute], required: bool,
-                 protect_metrics: bool, refused: Counter[str]) -> None:
+                 protect_metrics: bool, refused: Counter[str], open_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self.open_paths = OPEN_PATHS | open_paths  # stages' `open_paths`: pages holding no data
         self.resolver = resolver
         self.admin_routes = admin_routes
         self.required = required
@@ -118,7 +120,7 @@ class AuthGuard:
         self.refused = refused  # reason (the error code) -> requests refused, for /metrics
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or (
+        if scope["type"] != "http" or scope["path"] in self.open_paths or (
                 scope["path"] == "/metrics" and not self.protect_metrics):
             await self.app(scope, receive, send)
             return

@@ -1,6 +1,10 @@
-"""Ledger schema and migrations, shared by SQLite and PostgreSQL (plain SQL both accept)."""
+"""Ledger schema and migrations, shared by SQLite and PostgreSQL (plain SQL both accept, or a function of the
+cursor and the store where the dialects differ)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 # The calls table as migration 1 made it; later migrations add to COLUMNS below.
 COLUMNS_V1 = [
@@ -53,7 +57,18 @@ TABLES: dict[str, list[tuple[str, str]]] = {
                 ("usd", "DOUBLE PRECISION NOT NULL DEFAULT 0"), ("detail", "TEXT")],
 }
 
-MIGRATIONS: list[tuple[int, list[str]]] = [
+
+def _rollups(cursor: Any, placeholder: str) -> None:
+    """Migration 5: the hourly and daily roll-ups the dashboard reads (scrimp/ledger/aggregates.py), filled from
+    the rows already there."""
+    from scrimp.ledger import aggregates
+
+    for sql in aggregates.create_statements(sqlite=placeholder == "?"):
+        cursor.execute(sql)
+    aggregates.backfill(cursor, placeholder)
+
+
+MIGRATIONS: list[tuple[int, list[str | Callable[[Any, str], None]]]] = [
     (1, [
         "CREATE TABLE IF NOT EXISTS calls (" + ", ".join(f"{n} {t}" for n, t in COLUMNS_V1) + ")",
         "CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts)",
@@ -75,4 +90,6 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         "ALTER TABLE calls ADD COLUMN key_id TEXT",
         "CREATE INDEX IF NOT EXISTS calls_key ON calls (key_id, ts)",
     ]),
+    (5, [_rollups]),  # the dashboard's roll-ups
 ]
+

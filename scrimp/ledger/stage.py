@@ -18,6 +18,7 @@ import orjson
 from scrimp import pricing
 from scrimp.canonical import ChatResponse, Usage
 from scrimp.ledger.store import LedgerStore, open_store
+from scrimp.metrics import Sample
 from scrimp.options import Where
 from scrimp.pipeline import Call, Counterfactual, Next, Reply, StreamEvent
 from scrimp.stage import LedgerWriter, Stage, StageContext
@@ -30,6 +31,8 @@ class LedgerOptions:
     path: str = "scrimp-ledger.db"  # SQLite file (the embedded default)
     dsn: str | None = None  # PostgreSQL, for replicas sharing one ledger
     schema: str = "public"  # PostgreSQL schema (tests use their own)
+    rollups: bool = True  # keep the hourly / daily roll-ups the dashboard reads, as rows arrive
+    dashboard: bool = True  # serve /dashboard (admin key with auth:) and its JSON API
 
     def check(self, where: Where) -> None:
         if not self.path and not self.dsn:
@@ -40,14 +43,32 @@ class LedgerStage(Stage):
     name = "ledger"
     Options = LedgerOptions
 
-    def __init__(self, store: LedgerStore) -> None:
+    def __init__(self, store: LedgerStore, dashboard: bool = False) -> None:
         self.store = store
+        self.dashboard = dashboard and store.rollups  # the dashboard reads the roll-ups only
+        if self.dashboard:  # the page and its scripts hold no data: anyone may load them; the API is admin
+            from scrimp.dashboard.routes import PAGE_PATHS
+
+            self.open_paths = PAGE_PATHS
 
     @classmethod
     def build(cls, options: LedgerOptions, ctx: StageContext) -> LedgerStage:
-        store = open_store({"path": options.path, "dsn": options.dsn, "schema": options.schema})
+        store = open_store({"path": options.path, "dsn": options.dsn, "schema": options.schema,
+                            "rollups": options.rollups})
         ctx.provide_ledger(store)
-        return cls(store)
+        return cls(store, options.dashboard)
+
+    def http_routes(self) -> list[Any]:
+        if not self.dashboard:
+            return []
+        from scrimp.dashboard.routes import routes
+
+        return routes(self.store)
+
+    def metrics(self) -> list[Any]:
+        return [*self.store.counters.samples(),
+                Sample("scrimp_ledger_failed_rows_total", "counter", "Ledger rows dropped because a write failed.",
+                       self.store.failed_rows)]
 
     async def start(self) -> None:
         self.store.start()

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from scrimp.ledger import aggregates
+from scrimp.ledger.counters import LedgerCounters
 from scrimp.ledger.schema import MIGRATIONS, TABLES
 
 log = logging.getLogger("scrimp.ledger")
@@ -24,7 +26,9 @@ class LedgerStore:
     batch_size = 2000  # rows per commit at most
     batch_window_s = 0.25  # gather rows this long before a commit: one commit per batch, not per call
 
-    def __init__(self) -> None:
+    def __init__(self, rollups: bool = True) -> None:
+        self.rollups = rollups  # fold each batch into the dashboard's roll-ups, in the same transaction
+        self.counters = LedgerCounters()  # spend and savings for /metrics, from committed rows
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self.failed_rows = 0
@@ -45,7 +49,10 @@ class LedgerStore:
             if version in done:
                 continue
             for sql in statements:
-                cur.execute(sql)
+                if callable(sql):
+                    sql(cur, self.placeholder)
+                else:
+                    cur.execute(sql)
             cur.execute(f"INSERT INTO scrimp_migrations (version) VALUES ({self.placeholder})", (version,))
         conn.commit()
 
@@ -102,6 +109,7 @@ class LedgerStore:
                 except queue.Empty:
                     break
             batch: dict[str, list[tuple]] = {}
+            written: list[tuple[str, dict[str, Any]]] = []
             waiters = []
             for item in items:
                 if item is _STOP:
@@ -111,11 +119,19 @@ class LedgerStore:
                 else:
                     table, row = item
                     batch.setdefault(table, []).append(tuple(row.get(n) for n, _ in TABLES[table]))
+                    written.append(item)
             if batch:
                 try:
+                    cur = conn.cursor()
                     for table, rows in batch.items():
-                        conn.cursor().executemany(sql[table], rows)
+                        cur.executemany(sql[table], rows)
+                    if self.rollups:
+                        folded = aggregates.Batch()
+                        for table, row in written:
+                            folded.add(table, row)
+                        folded.write(cur, self.placeholder)
                     conn.commit()
+                    self.counters.add(written)
                 except Exception:
                     self.failed_rows += sum(map(len, batch.values()))
                     log.exception("ledger write failed; %d rows dropped", sum(map(len, batch.values())))
@@ -139,8 +155,8 @@ class LedgerStore:
 
 
 class SQLiteLedger(LedgerStore):
-    def __init__(self, path: str | Path) -> None:
-        super().__init__()
+    def __init__(self, path: str | Path, rollups: bool = True) -> None:
+        super().__init__(rollups)
         self.path = str(path)
 
     def connect(self) -> sqlite3.Connection:
@@ -157,8 +173,8 @@ class PostgresLedger(LedgerStore):
 
     placeholder = "%s"
 
-    def __init__(self, dsn: str, schema: str = "public") -> None:
-        super().__init__()
+    def __init__(self, dsn: str, schema: str = "public", rollups: bool = True) -> None:
+        super().__init__(rollups)
         self.dsn = dsn
         self.schema = schema
 
@@ -175,5 +191,5 @@ class PostgresLedger(LedgerStore):
 
 def open_store(section: dict[str, Any]) -> LedgerStore:
     if section.get("dsn"):
-        return PostgresLedger(section["dsn"], section.get("schema", "public"))
-    return SQLiteLedger(section.get("path", "scrimp-ledger.db"))
+        return PostgresLedger(section["dsn"], section.get("schema", "public"), section.get("rollups", True))
+    return SQLiteLedger(section.get("path", "scrimp-ledger.db"), section.get("rollups", True))
