@@ -98,6 +98,25 @@ class Counterfactual:
 Pricer = Callable[[Counterfactual], tuple[float, Counterfactual]]
 
 
+def priced_at(model: str, provider: str | None) -> Pricer:
+    """A lever that sent the call to another model than `model` (a route, a budget's downgrade): it saved the same
+    usage priced at `model` against the model that really answered (a fallback may have answered `model` itself:
+    then nothing was saved)."""
+    from scrimp import pricing
+
+    def saving(without: Counterfactual) -> tuple[float, Counterfactual]:
+        if without.model == model:
+            return 0.0, without
+        try:
+            usd = pricing.cost(model, provider, without.usage) - pricing.cost(without.model, without.provider,
+                                                                              without.usage)
+        except pricing.UnknownPrice:
+            usd = 0.0
+        return usd, Counterfactual(without.usage, model, provider)
+
+    return saving
+
+
 @dataclass
 class Saving:
     """What one lever saved on one call, in USD, and what it compared against. A saving known only once the
@@ -150,7 +169,7 @@ class CallerKey:
     name: str | None = None
     feature: str | None = None  # calls with this key are attributed to this feature
     may_set_tenant: bool = False  # the key may name the tenant per request
-    budget_usd: float | None = None  # stored with the key; not enforced yet
+    budget_usd: float | None = None  # stored with the key; the budgets stage enforces it
     budget_period: str | None = None  # "day" | "month"
 
 

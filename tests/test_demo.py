@@ -20,9 +20,13 @@ def test_demo_saves_without_losing_quality():
     assert report["levers"]["router"] > 0 and report["routing"]["cheap"] > 0  # easy questions on gpt-4o-mini
     assert report["routing"]["shadow_samples"] > 0 and report["routing"]["shadow_quality"] == 1.0
     assert report["prompt_cache_hit_ratio"] > 0.8
+    # the agent loop's daily budget: downgraded once it ran low, never before
+    budget = report["budget"]
+    assert 0 < budget["downgraded"] < budget["calls"] and budget["alerts"] == 1
+    assert budget["spent"] < 0.06 and report["levers"]["budgets"] > 0
     assert any("saving per lever" in line for line in lines)
     # the default pipeline, with the semantic cache and the router switched on
-    assert any(line.startswith("pipeline: ledger -> exact_cache -> semantic_cache -> router -> prompt_cache")
+    assert any(line.startswith("pipeline: ledger -> exact_cache -> semantic_cache -> router -> budgets -> prompt_cache")
                for line in lines)
 
 

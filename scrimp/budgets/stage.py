@@ -27,7 +27,7 @@ from scrimp.canonical import ChatResponse, Usage
 from scrimp.formats.errors import APIError
 from scrimp.metrics import Sample
 from scrimp.options import ConfigError, Where
-from scrimp.pipeline import Call, Next, Reply, StreamEvent, new_request_id
+from scrimp.pipeline import Call, Next, Reply, StreamEvent, new_request_id, priced_at
 from scrimp.shared_counters import NANO, Counter, CounterStore, open_counter_store, to_nano
 from scrimp.stage import Stage, StageContext
 from scrimp.tokens import request_input_tokens
@@ -288,6 +288,8 @@ class BudgetsStage(Stage):
                              call.request_id, call.target_model, a.model)
                     call.decisions["budget_downgrade"] = {"budget": s.budget.name, "from": call.target_model,
                                                           "to": a.model}
+                    call.save(self.name, f"the same usage at {call.target_model}, the model before the downgrade",
+                              priced=priced_at(call.target_model, self.ctx.provider_of(call.target_model)))
                     call.target_model = a.model
                     self.downgrades[s.budget.name] = self.downgrades.get(s.budget.name, 0) + 1
                     self._event(call, "budget_downgrade", s, share, {"to": a.model})

@@ -37,11 +37,15 @@ OPT_INS = [
                    "model": "gpt-4o"}],
         "shadow": {"share": 0.5, "max_usd_per_day": 0.05, "scorer": "exact", "seed": 1},
         "drift": {"target": 0.9, "min_samples": 5}}}},
+    # The agent loop's daily budget: past 60% of it, its calls go to the cheaper Claude model.
+    {"name": "budgets", "budgets": [{
+        "name": "agent-daily", "feature": "agent", "limit_usd": 0.06, "period": "day",
+        "actions": [{"do": "alert", "at": 0.5}, {"do": "downgrade", "at": 0.6, "model": "claude-haiku-4-5"}]}]},
 ]
 _AFTER = [s["name"] for s in DEFAULT_STAGES].index("exact_cache") + 1
 DEMO_STAGES = [dict(s) for s in DEFAULT_STAGES[:_AFTER]] + OPT_INS + [dict(s) for s in DEFAULT_STAGES[_AFTER:]]
 PIPELINE_LINE = ("pipeline: " + " -> ".join(s["name"] for s in DEMO_STAGES)
-                 + f" (the defaults, plus {' and '.join(s['name'] for s in OPT_INS)})")
+                 + f" (the defaults, plus {', '.join(s['name'] for s in OPT_INS)})")
 
 
 @dataclass
@@ -121,6 +125,7 @@ def run(progress: bool = True, out: Callable[[str], None] = print) -> dict[str, 
 
                 levers = by_lever(store)
                 routing = _routing_summary(store)
+                budget = _budget_summary(store)
                 from scrimp.promptcache.report import prompt_cache_report
 
                 prompt_cache = {r["feature"]: r for r in prompt_cache_report(store)}
@@ -137,6 +142,8 @@ def run(progress: bool = True, out: Callable[[str], None] = print) -> dict[str, 
     report = _report(calls, direct, via)
     report["lines"].append(routing["line"])
     report["routing"] = routing
+    report["lines"].append(budget["line"])
+    report["budget"] = budget
     agent = prompt_cache.get("agent")
     if agent:
         line = (f"prompt cache (agent loop): {100 * agent['hit_ratio']:.1f}% of cacheable input tokens read from cache; "
@@ -171,6 +178,19 @@ def _routing_summary(store: Any) -> dict[str, Any]:
             f"shadow checks of those: {len(scores)} sampled, gpt-4o-mini matched gpt-4o in {quality}")
     return {"line": line, "cheap": cheap, "routed": len(routed), "shadow_samples": len(scores),
             "shadow_quality": sum(scores) / len(scores) if scores else None}
+
+
+def _budget_summary(store: Any) -> dict[str, Any]:
+    import json
+
+    models = [(m, json.loads(d).get("budget_downgrade")) for m, d in store.query(
+        "SELECT served_model, decisions FROM calls WHERE feature = 'agent' ORDER BY ts")]
+    downgraded = sum(1 for _m, d in models if d)
+    spent = sum(c for (c,) in store.query("SELECT cost_usd FROM calls WHERE feature = 'agent'"))
+    alerts = store.query("SELECT COUNT(*) FROM events WHERE kind = 'budget_alert'")[0][0]
+    line = (f"budget (agent, $0.06 a day): ${spent:.4f} spent; alert at 50% fired {alerts}x; at 60% the last "
+            f"{downgraded} of {len(models)} calls were downgraded from claude-sonnet-4-6 to claude-haiku-4-5")
+    return {"line": line, "downgraded": downgraded, "calls": len(models), "spent": spent, "alerts": alerts}
 
 
 def _pct(a: float, b: float) -> str:

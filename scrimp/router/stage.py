@@ -30,7 +30,7 @@ from scrimp.canonical import ChatResponse
 from scrimp.formats import responses_upstream
 from scrimp.metrics import Sample
 from scrimp.options import ConfigError, Where
-from scrimp.pipeline import Call, Counterfactual, Next, Pricer, Reply, StreamEvent, replay
+from scrimp.pipeline import Call, Next, Reply, StreamEvent, priced_at, replay
 from scrimp.router import rules as rules_mod
 from scrimp.router.checks import CHECKS, DEFAULT_CHECKS, first_failure
 from scrimp.router.drift import DriftGuard
@@ -253,24 +253,7 @@ class RouterStage(Stage):
         call.decisions.update(route=f"{route.name}:{tier}", routed_model=model, **details)
         if model != call.requested_model:
             call.save(self.name, f"the same usage priced at the requested model ({call.requested_model})",
-                      priced=self._requested_price(call.requested_model))
-
-    def _requested_price(self, requested: str) -> Pricer:
-        """The same usage at the requested model, against the model that really answered (a fallback may have
-        answered instead of the routed model: then nothing was saved)."""
-        provider = self.providers.get(requested)
-
-        def saving(without: Counterfactual) -> tuple[float, Counterfactual]:
-            if without.model == requested:
-                return 0.0, without
-            try:
-                usd = (pricing.cost(requested, provider, without.usage)
-                       - pricing.cost(without.model, without.provider, without.usage))
-            except pricing.UnknownPrice:
-                usd = 0.0
-            return usd, Counterfactual(without.usage, requested, provider)
-
-        return saving
+                      priced=priced_at(call.requested_model, self.providers.get(call.requested_model)))
 
     # -- cascade -----------------------------------------------------------------------------------------
     async def _cascade(self, route: RouteSpec, call: Call, next: Next) -> Reply:
