@@ -13,10 +13,15 @@ crash between reserve and settle stops counting once it expires, and is removed 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from scrimp.formats.errors import APIError
+
+log = logging.getLogger("scrimp.counters")
 
 NANO = 1_000_000_000
 
@@ -310,3 +315,29 @@ CounterStore = RedisCounterStore | SQLiteCounterStore
 def open_counter_store(redis_url: str | None, prefix: str, path: str) -> CounterStore:
     """Redis when a URL is configured (replicas share it), else the SQLite file at `path`."""
     return RedisCounterStore(redis_url, prefix) if redis_url else SQLiteCounterStore(path)
+
+
+OnStoreError = Literal["refuse", "allow"]
+
+
+def _store_errors() -> tuple[type[Exception], ...]:
+    from redis.exceptions import RedisError
+
+    return (OSError, sqlite3.Error, RedisError)
+
+
+# what a store that cannot be reached raises (a refused connection, a timeout, a locked or unreadable file)
+STORE_ERRORS = _store_errors()
+
+
+def store_failed(exc: Exception, what: str, policy: OnStoreError) -> None:
+    """The counters' store could not be reached before a call. `refuse` (the default: a limit nobody can check
+    is not a limit) answers 503 in the caller's shape; `allow` logs it and returns, and the call goes on
+    unchecked."""
+    if policy == "allow":
+        log.warning("%s unavailable (%s: %s): the call goes on unchecked", what, type(exc).__name__, exc)
+        return
+    log.error("%s unavailable (%s: %s): the call is refused", what, type(exc).__name__, exc)
+    raise APIError(503, f"The {what} could not be checked ({type(exc).__name__}), so the call was not sent; "
+                        "retry shortly.", code=what.replace(" ", "_") + "_unavailable",
+                   headers={"retry-after": "1"}) from exc

@@ -28,7 +28,16 @@ from scrimp.formats.errors import APIError
 from scrimp.metrics import Sample
 from scrimp.options import ConfigError, Where
 from scrimp.pipeline import Call, Next, Reply, StreamEvent, new_request_id, priced_at
-from scrimp.shared_counters import NANO, Counter, CounterStore, open_counter_store, to_nano
+from scrimp.shared_counters import (
+    NANO,
+    STORE_ERRORS,
+    Counter,
+    CounterStore,
+    OnStoreError,
+    open_counter_store,
+    store_failed,
+    to_nano,
+)
 from scrimp.stage import Stage, StageContext
 from scrimp.tokens import request_input_tokens
 
@@ -89,6 +98,7 @@ class BudgetsOptions:
     default_max_tokens: int = 4096  # output reserved for a request that sets no max_tokens
     estimate_margin: float = 1.0  # multiplies the estimated input tokens (a real tokenizer may count more)
     key_budgets: bool = True  # enforce the budget stored with a gateway key (scrimp keys create --budget-usd)
+    on_store_error: OnStoreError = "refuse"  # the state unreachable: refuse calls (503), or `allow` them unchecked
 
     def check(self, where: Where) -> None:
         names = [b.name for b in self.budgets]
@@ -136,6 +146,7 @@ class BudgetsStage(Stage):
         self.alerts: dict[str, int] = {}
         self.downgrades: dict[str, int] = {}
         self.blocks: dict[str, int] = {}
+        self.unchecked = 0  # calls let through unchecked while the state was unreachable (on_store_error: allow)
         self.used: dict[tuple[str, str], float] = {}  # (budget, scope) -> share of its limit last seen
         self._alerted: set[tuple[str, str, str, float]] = set()  # (budget, scope, period, at): once per period
 
@@ -225,13 +236,19 @@ class BudgetsStage(Stage):
         store = self.open_store()
         now = self.ctx.clock()
         scoped = self.scoped(call, budgets, now)
-        if any(a.do == "downgrade" for s in scoped for a in s.budget.actions):
-            await self._downgrade(call, scoped, store, now)
-        worst = self.worst_case(call, call.target_model)
-        amount = to_nano(worst)
         rid = new_request_id()
         counters = [s.counter for s in scoped]
-        res = await store.reserve(counters, rid, amount, now, self.options.reservation_ttl_s)
+        try:
+            if any(a.do == "downgrade" for s in scoped for a in s.budget.actions):
+                await self._downgrade(call, scoped, store, now)
+            worst = self.worst_case(call, call.target_model)
+            amount = to_nano(worst)
+            res = await store.reserve(counters, rid, amount, now, self.options.reservation_ttl_s)
+        except STORE_ERRORS as exc:
+            store_failed(exc, "budget state", self.options.on_store_error)
+            self.unchecked += 1
+            call.decisions["budget_unchecked"] = type(exc).__name__
+            return await next(call)
         if not res.ok:
             assert res.refused is not None
             self._block(call, scoped[res.refused], res.used[res.refused], worst, now)
@@ -339,6 +356,8 @@ class BudgetsStage(Stage):
                                    ("blocks", self.blocks, "Calls refused (429) by a budget.")):
             out += [Sample(f"scrimp_budget_{kind}_total", "counter", what, n, {"budget": b})
                     for b, n in sorted(counts.items())]
+        out.append(Sample("scrimp_budget_unchecked_total", "counter",
+                          "Calls let through unchecked while the budget state was unreachable.", self.unchecked))
         out += [Sample("scrimp_budget_used_share", "gauge", "Spent + reserved over the limit, as last seen here.",
                        v, {"budget": b, "scope": sc}) for (b, sc), v in sorted(self.used.items())]
         return out

@@ -20,7 +20,14 @@ from scrimp.formats.errors import APIError
 from scrimp.metrics import Sample
 from scrimp.options import Where
 from scrimp.pipeline import Call, Next, Reply, StreamEvent, new_request_id
-from scrimp.shared_counters import Counter, CounterStore, open_counter_store
+from scrimp.shared_counters import (
+    STORE_ERRORS,
+    Counter,
+    CounterStore,
+    OnStoreError,
+    open_counter_store,
+    store_failed,
+)
 from scrimp.stage import Stage, StageContext
 from scrimp.tokens import request_input_tokens
 
@@ -54,6 +61,7 @@ class RateLimitsOptions:
     path: str = "scrimp-ratelimits.db"
     default_max_tokens: int = 4096  # output tokens counted up front for a request that sets no max_tokens
     reservation_ttl_s: float = 600.0  # a reservation never settled (a crash) stops counting after this
+    on_store_error: OnStoreError = "refuse"  # the state unreachable: refuse calls (503), or `allow` them unchecked
 
 
 @dataclass
@@ -73,6 +81,7 @@ class RateLimitsStage(Stage):
         self.ctx = ctx
         self.store: CounterStore | None = None
         self.refused: dict[tuple[str, str], int] = {}  # (per, "requests" | "tokens") -> calls refused
+        self.unchecked = 0  # calls let through unchecked while the state was unreachable (on_store_error: allow)
 
     @classmethod
     def build(cls, options: RateLimitsOptions, ctx: StageContext) -> RateLimitsStage:
@@ -134,7 +143,12 @@ class RateLimitsStage(Stage):
                                                ("tokens", token_limits, token_counters, tokens)):
             if not counters:
                 continue
-            res = await store.reserve(counters, rid, amount, now, ttl)  # type: ignore[arg-type]
+            try:
+                res = await store.reserve(counters, rid, amount, now, ttl)  # type: ignore[arg-type]
+            except STORE_ERRORS as exc:
+                store_failed(exc, "rate limit state", self.options.on_store_error)
+                self.unchecked += 1
+                return await next(call)
             if not res.ok:
                 assert res.refused is not None
                 if kind == "tokens" and request_counters:
@@ -199,4 +213,6 @@ class RateLimitsStage(Stage):
 
     def metrics(self) -> list[Sample]:
         return [Sample("scrimp_rate_limited_total", "counter", "Calls refused (429) by a rate limit.", n,
-                       {"per": per, "limit": what}) for (per, what), n in sorted(self.refused.items())]
+                       {"per": per, "limit": what}) for (per, what), n in sorted(self.refused.items())] + [
+            Sample("scrimp_rate_limit_unchecked_total", "counter",
+                   "Calls let through unchecked while the rate-limit state was unreachable.", self.unchecked)]
