@@ -7,7 +7,8 @@ from typing import Any
 
 import orjson
 
-OUTCOMES = ("valid", "repaired", "fallback", "failed", "truncated", "refused", "unchecked")
+# error: the provider call failed before any answer could be judged
+OUTCOMES = ("valid", "repaired", "fallback", "failed", "truncated", "refused", "unchecked", "error")
 
 
 def decisions_of(store: Any, key: str, since: float | None) -> list[tuple[str, dict[str, Any]]]:

@@ -33,7 +33,7 @@ class Checked:
     """What became of one call's answers: outcome valid | repaired | fallback | failed | truncated | refused."""
 
     kind: str
-    outcome: str = "valid"
+    outcome: str = "error"  # until an answer is judged: the provider call itself failed
     invalid: int = 0  # answers that did not fit
     problems: list[str] = field(default_factory=list)
 
@@ -83,20 +83,30 @@ class StructuredStage(Stage):
                         checked: Checked) -> tuple[Reply, ChatResponse]:
         asked = dataclasses.replace(call.request, stream=False)
         first = call.fork(request=asked)
-        reply, resp = await self._ask(next, first)
-        if resp.stop_reason in ("max_tokens", "refusal"):  # cut or refused: the client sees it as it is
-            checked.outcome = "truncated" if resp.stop_reason == "max_tokens" else "refused"
-            call.adopt(first)
-            return reply, resp
-        found = problem(resp, exp)
-        if found is None:
-            call.adopt(first)
-            return reply, resp
-        self._reject(call, first, reply, resp, checked, found)
         tries: list[tuple[str, Call]] = []
-        if policy.repair:
-            tries.append(("repaired", call.fork(request=repair_request(asked, resp, exp, found),
-                                                target_model=reply.served_model or call.target_model)))
+        try:
+            reply, resp = await self._ask(next, first)
+        except APIError as exc:
+            if exc.code != "invalid_json_output":
+                raise
+            # the upstream's own JSON check (a model without a JSON mode) already asked again: on to the fallback
+            checked.invalid += 1
+            checked.problems.append(exc.message)
+            call.costs.extend(first.costs)
+        else:
+            if resp.stop_reason in ("max_tokens", "refusal"):  # cut or refused: the client sees it as it is
+                checked.outcome = "truncated" if resp.stop_reason == "max_tokens" else "refused"
+                call.adopt(first)
+                return reply, resp
+            found = problem(resp, exp)
+            if found is None:
+                checked.outcome = "valid"
+                call.adopt(first)
+                return reply, resp
+            self._reject(call, first, reply, resp, checked, found)
+            if policy.repair:
+                tries.append(("repaired", call.fork(request=repair_request(asked, resp, exp, found),
+                                                    target_model=reply.served_model or call.target_model)))
         if policy.fallback_model:
             tries.append(("fallback", call.fork(request=asked, target_model=policy.fallback_model)))
         for outcome, attempt in tries:
@@ -115,9 +125,10 @@ class StructuredStage(Stage):
                 return reply, resp
             self._reject(call, attempt, reply, resp, checked, found)
         checked.outcome = "failed"
+        tried = 1 + len(tries)
         what = "a JSON answer that fits the schema" if exp.kind != "tool" else "a tool call whose arguments fit its schema"
-        raise APIError(502, f"The model did not give {what} after {checked.invalid} attempt(s) "
-                            f"({'; '.join(checked.problems)}).", code="invalid_structured_output",
+        raise APIError(502, f"The model did not give {what} after {tried} attempt(s) "
+                            f"({'; '.join(p[:200] for p in checked.problems)}).", code="invalid_structured_output",
                        headers={"x-should-retry": "false"})
 
     @staticmethod

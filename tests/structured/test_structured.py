@@ -162,3 +162,15 @@ def test_forced_tool_calls_repaired_for_both_apis(gw):
     jsonschema.validate(json.loads(got.choices[0].message.tool_calls[0].function.arguments), SCHEMA)
     d = rows(app)[-1]["decisions"]["structured"]
     assert d["kind"] == "tool" and d["outcome"] == "repaired" and "arguments of record_place" in d["problem"]
+
+
+def test_anthropic_model_without_json_mode_falls_back(gw):
+    """An OpenAI client's schema request served by a Claude model: the upstream's own JSON check asks once more;
+    when that answer is bad too, the feature's fallback model answers."""
+    url, app, state, _ = gw
+    state.faults.script("claude-haiku-4-5", "bad_schema", "bad_schema")
+    got = client(url).chat.completions.create(model="claude-haiku-4-5", messages=MSGS, response_format=FORMAT)
+    jsonschema.validate(json.loads(got.choices[0].message.content), SCHEMA)
+    assert calls(state) == 3 and got.model == "gpt-4o"
+    d = rows(app)[-1]["decisions"]["structured"]
+    assert d["outcome"] == "fallback" and d["invalid"] == 1
