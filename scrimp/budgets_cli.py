@@ -28,7 +28,8 @@ def budgets(config_path: str, as_json: bool) -> None:
         options = parse_options(BudgetsOptions, {k: v for k, v in section.items() if k != "name"}, where)
     except ConfigError as exc:
         raise click.ClickException(f"config refused: {exc}") from exc
-    rows: list[dict[str, Any]] = asyncio.run(BudgetsStage(options, None).status(time.time()))  # type: ignore[arg-type]
+    keys = _key_budgets(config_path) if options.key_budgets else {}
+    rows: list[dict[str, Any]] = asyncio.run(BudgetsStage(options, None).status(time.time(), keys))  # type: ignore[arg-type]
     if as_json:
         import orjson
 
@@ -43,3 +44,19 @@ def budgets(config_path: str, as_json: bool) -> None:
     for r in rows:
         click.echo(f"{r['budget']:<20} {r['scope'] or '-':<24} {r['period']:<7} {r['limit_usd']:>10.4f} "
                    f"{r['spent_usd']:>12.6f} {r['reserved_usd']:>12.6f} {r['remaining_usd']:>12.6f}  {r['resets_at']}")
+
+
+def _key_budgets(config_path: str) -> dict[str, tuple[float, str | None]]:
+    """The budgets stored with the gateway keys this config's gateway accepts: those in its ledger's database
+    and those its `auth.keys` lists (none when it has neither)."""
+    from scrimp.keys_cli import _open
+
+    try:
+        store, config_keys = _open(config_path, None, None, None, must_exist=True)
+    except click.ClickException:
+        return {}  # no ledger database: no stored keys
+    try:
+        records = config_keys + store.list()
+    finally:
+        store.close()
+    return {k.id: (k.budget_usd, k.budget_period) for k in records if k.budget_usd and not k.revoked}

@@ -122,6 +122,11 @@ def period_bounds(budget: Budget, now: float) -> tuple[str, float]:
     return t.strftime("%Y-%m-%d"), day_start + 86400.0
 
 
+def key_budget(key_id: str, usd: float, period: str | None) -> Budget:
+    """The budget stored with a gateway key (scrimp keys create --budget-usd X --period day|month)."""
+    return Budget(name=f"key-{key_id}", limit_usd=usd, period="month" if period == "month" else "day")
+
+
 @dataclass
 class Scoped:
     """A budget as it applies to one call: its counter and the scope it counts."""
@@ -146,6 +151,7 @@ class BudgetsStage(Stage):
         self.alerts: dict[str, int] = {}
         self.downgrades: dict[str, int] = {}
         self.blocks: dict[str, int] = {}
+        self.seen_keys: dict[str, tuple[float, str | None]] = {}  # key id -> its budget, from calls seen here
         self.unchecked = 0  # calls let through unchecked while the state was unreachable (on_store_error: allow)
         self.used: dict[tuple[str, str], float] = {}  # (budget, scope) -> share of its limit last seen
         self._alerted: set[tuple[str, str, str, float]] = set()  # (budget, scope, period, at): once per period
@@ -187,8 +193,8 @@ class BudgetsStage(Stage):
             out.append(b)
         key = call.key
         if self.options.key_budgets and key is not None and key.budget_usd:
-            out.append(Budget(name=f"key-{key.id}", limit_usd=key.budget_usd,
-                              period="month" if key.budget_period == "month" else "day"))
+            self.seen_keys[key.id] = (key.budget_usd, key.budget_period)
+            out.append(key_budget(key.id, key.budget_usd, key.budget_period))
         return out
 
     @staticmethod
@@ -369,25 +375,36 @@ class BudgetsStage(Stage):
         return [Route("/v1/scrimp/budgets", self._status_endpoint, methods=["GET"])]  # admin with auth:
 
     async def _status_endpoint(self, request: Any) -> Any:
+        import asyncio
+
         from starlette.responses import JSONResponse
 
-        return JSONResponse({"budgets": await self._status(self.open_store(), self.ctx.clock())})
+        keys = dict(self.seen_keys)
+        if self.options.key_budgets and self.ctx.ledger is not None:
+            keys.update(await asyncio.to_thread(stored_key_budgets, self.ctx.ledger))
+        return JSONResponse({"budgets": await self._status(self.open_store(), self.ctx.clock(), keys)})
 
-    async def status(self, now: float | None = None) -> list[dict[str, Any]]:
-        """Each configured budget's counters present in the store: spent, reserved, remaining, reset. Opens a
-        store of its own (callable from any event loop: the CLI, a test)."""
+    async def status(self, now: float | None = None,
+                     keys: dict[str, tuple[float, str | None]] | None = None) -> list[dict[str, Any]]:
+        """Each configured budget's counters present in the store, and the budget of each key in `keys` (id ->
+        (usd, period)): spent, reserved, remaining, reset. Opens a store of its own (callable from any event
+        loop: the CLI, a test)."""
         store = self.new_store()
         try:
-            return await self._status(store, self.ctx.clock() if now is None else now)
+            return await self._status(store, self.ctx.clock() if now is None else now, keys or {})
         finally:
             await store.close()
 
-    async def _status(self, store: CounterStore, now: float) -> list[dict[str, Any]]:
-        keys = await store.scan()
+    async def _status(self, store: CounterStore, now: float,
+                      keys: dict[str, tuple[float, str | None]]) -> list[dict[str, Any]]:
+        present = await store.scan()
+        budgets = list(self.options.budgets)
+        if self.options.key_budgets:
+            budgets += [key_budget(kid, usd, period) for kid, (usd, period) in sorted(keys.items())]
         out = []
-        for b in self.options.budgets:
+        for b in budgets:
             period, resets_at = period_bounds(b, now)
-            mine = [k for k in keys if k.startswith(b.name + ":") and k.endswith(":" + period)]
+            mine = [k for k in present if k.startswith(b.name + ":") and k.endswith(":" + period)]
             if not b.per and not mine:
                 mine = [f"{b.name}::{period}"]
             scoped = [Counter(k, None, b.window_s, 0) for k in mine]
@@ -398,3 +415,17 @@ class BudgetsStage(Stage):
                             "remaining_usd": max(0.0, b.limit_usd - (spent + reserved) / NANO),
                             "resets_at": datetime.fromtimestamp(resets_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
         return out
+
+
+def stored_key_budgets(ledger: Any) -> dict[str, tuple[float, str | None]]:
+    """Key id -> (budget, period) of every live key with a budget in the ledger's database (none for an
+    in-memory ledger)."""
+    from scrimp.auth.keys import KeyStore
+
+    store = KeyStore.of_ledger(ledger)
+    if store is None:
+        return {}
+    try:
+        return {k.id: (k.budget_usd, k.budget_period) for k in store.list() if k.budget_usd and not k.revoked}
+    finally:
+        store.close()

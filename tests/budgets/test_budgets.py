@@ -283,7 +283,10 @@ def test_a_keys_stored_budget_is_enforced(sim, tmp_path, prefix):
 
         assert httpx.get(url + "/v1/scrimp/budgets", headers={"authorization": f"Bearer {secret}"}).status_code != 200
         listed = httpx.get(url + "/v1/scrimp/budgets", headers={"authorization": f"Bearer {admin}"})
-        assert listed.status_code == 200 and listed.json() == {"budgets": []}  # a key's budget is not configured
+        assert listed.status_code == 200
+        [row] = listed.json()["budgets"]  # the key's own budget, beside the configured ones (none here)
+        assert row["budget"] == "key-cfg_billing" and row["period"] == "month"
+        assert row["limit_usd"] == pytest.approx(1.5 * c) and row["spent_usd"] == pytest.approx(c, abs=1e-9)
 
 
 def test_scrimp_budgets_lists_spent_reserved_remaining(tmp_path, prefix):
@@ -326,6 +329,38 @@ stages:
     assert rows["per-tenant"]["scope"] == "tenant=globex" and rows["per-tenant"]["spent_usd"] == 0.5
     table = CliRunner().invoke(main, ["budgets", "--config", str(cfg)])
     assert "acme-daily" in table.output and "tenant=globex" in table.output
+
+
+def test_scrimp_budgets_lists_the_budgets_stored_with_keys(tmp_path, prefix):
+    import json
+
+    from click.testing import CliRunner
+
+    from scrimp.auth.keys import KeyStore
+    from scrimp.cli import main
+    from scrimp.ledger.store import open_store
+
+    ledger = tmp_path / "ledger.db"
+    keys = KeyStore.of_ledger(open_store({"path": str(ledger)}))
+    _secret, rec = keys.create("acme", budget_usd=3.0, budget_period="day")
+    _other, revoked = keys.create("acme", budget_usd=9.0, budget_period="month")
+    keys.revoke(revoked.id)
+    keys.create("acme")  # no budget
+    keys.close()
+    cfg = tmp_path / "scrimp.yaml"
+    cfg.write_text(f"""
+stages:
+  - name: ledger
+    path: "{ledger}"
+  - name: budgets
+    redis_url: "{REDIS_URL}"
+    prefix: "{prefix}"
+""")
+    out = CliRunner().invoke(main, ["budgets", "--config", str(cfg), "--json"])
+    assert out.exit_code == 0, out.output
+    [row] = [json.loads(line) for line in out.output.splitlines()]
+    assert row["budget"] == f"key-{rec.id}" and row["period"] == "day"
+    assert row["limit_usd"] == 3.0 and row["spent_usd"] == 0 and row["remaining_usd"] == 3.0
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
