@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import calendar
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -89,6 +90,23 @@ class Budget:
 
 
 @dataclass
+class ObservedOutput:
+    """For a request without max_tokens, reserve its feature's longest answer seen (times `margin`) instead of
+    `default_max_tokens`, once `min_answers` of the feature's answers are known: read from the ledger's last
+    `lookback_days` at start, then from every answer this replica settles."""
+
+    min_answers: int = 20
+    margin: float = 1.2
+    lookback_days: float = 7.0
+
+    def check(self, where: Where) -> None:
+        if self.min_answers < 1:
+            raise where.key("min_answers").error("at least 1")
+        if self.margin < 1:
+            raise where.key("margin").error("1 or more (a share above the longest answer seen)")
+
+
+@dataclass
 class BudgetsOptions:
     budgets: list[Budget] = field(default_factory=list)
     redis_url: str | None = None  # shared state for replicas; else the SQLite file `path`
@@ -96,6 +114,7 @@ class BudgetsOptions:
     path: str = "scrimp-budgets.db"
     reservation_ttl_s: float = 600.0  # a reservation never settled (a crash) stops counting after this
     default_max_tokens: int = 4096  # output reserved for a request that sets no max_tokens
+    observed_output: ObservedOutput | None = field(default_factory=ObservedOutput)  # null: always the default
     estimate_margin: float = 1.0  # multiplies the estimated input tokens (a real tokenizer may count more)
     key_budgets: bool = True  # enforce the budget stored with a gateway key (scrimp keys create --budget-usd)
     on_store_error: OnStoreError = "refuse"  # the state unreachable: refuse calls (503), or `allow` them unchecked
@@ -151,6 +170,7 @@ class BudgetsStage(Stage):
         self.alerts: dict[str, int] = {}
         self.downgrades: dict[str, int] = {}
         self.blocks: dict[str, int] = {}
+        self.longest: dict[str, tuple[int, int]] = {}  # feature -> (answers seen, longest answer's output tokens)
         self.seen_keys: dict[str, tuple[float, str | None]] = {}  # key id -> its budget, from calls seen here
         self.unchecked = 0  # calls let through unchecked while the state was unreachable (on_store_error: allow)
         self.used: dict[tuple[str, str], float] = {}  # (budget, scope) -> share of its limit last seen
@@ -175,6 +195,20 @@ class BudgetsStage(Stage):
 
     async def start(self) -> None:
         self.open_store()
+        if self.options.observed_output is not None and self.ctx.ledger is not None:
+            import asyncio
+
+            try:
+                self.longest.update(await asyncio.to_thread(self._read_longest, self.options.observed_output))
+            except Exception:  # a ledger without that history only means the default is reserved
+                log.warning("could not read answer lengths from the ledger", exc_info=True)
+
+    def _read_longest(self, observed: ObservedOutput) -> dict[str, tuple[int, int]]:
+        since = self.ctx.clock() - observed.lookback_days * 86400
+        rows = self.ctx.ledger.query(  # type: ignore[union-attr]
+            "SELECT feature, COUNT(*), MAX(output_tokens) FROM calls WHERE ts >= ? AND status = 'ok' "
+            "AND feature IS NOT NULL AND output_tokens > 0 GROUP BY feature", (since,))
+        return {f: (int(n), int(m)) for f, n, m in rows}
 
     async def close(self) -> None:
         if self.store is not None:
@@ -219,12 +253,26 @@ class BudgetsStage(Stage):
     def worst_case(self, call: Call, model: str) -> float:
         req = call.request
         inp = int(request_input_tokens(call.request) * self.options.estimate_margin + 0.999)
-        out = (req.max_tokens or self.options.default_max_tokens) * max(1, req.n)
+        out = (req.max_tokens or self.output_guess(call.attribution.feature)) * max(1, req.n)
         try:
             return pricing.cost(model, self.ctx.provider_of(model), Usage(input=inp, output=out))
         except pricing.UnknownPrice:
             log.warning("no price for %s: its calls reserve nothing against budgets", model)
             return 0.0
+
+    def output_guess(self, feature: str | None) -> int:
+        """Output tokens to reserve for a request without max_tokens."""
+        observed = self.options.observed_output
+        seen, longest = self.longest.get(feature or "", (0, 0))
+        if observed is None or feature is None or seen < observed.min_answers:
+            return self.options.default_max_tokens
+        return min(self.options.default_max_tokens, math.ceil(longest * observed.margin))
+
+    def observe(self, feature: str | None, resp: ChatResponse | None, n: int) -> None:
+        if feature is None or resp is None or resp.usage.output <= 0:
+            return
+        seen, longest = self.longest.get(feature, (0, 0))
+        self.longest[feature] = (seen + 1, max(longest, math.ceil(resp.usage.output / max(1, n))))
 
     def real_cost(self, resp: ChatResponse | None, served: str, provider: str, billed: bool) -> float:
         if not billed or resp is None or not served:
@@ -269,6 +317,8 @@ class BudgetsStage(Stage):
             if settled:
                 return
             settled = True
+            if billed:
+                self.observe(call.attribution.feature, resp, call.request.n)
             usd = self.real_cost(resp, served, provider, billed) + sum(c.usd for c in call.costs[first_cost:])
             try:
                 await store.settle(counters, rid, to_nano(usd), self.ctx.clock())

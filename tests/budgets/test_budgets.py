@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import time
 import uuid
@@ -387,3 +388,41 @@ def test_an_abandoned_stream_is_settled(tmp_path, prefix, backend):
         assert status["reserved_usd"] == 0
         assert ledger[-1][2] == "client_cancelled"
         assert 0 < status["spent_usd"] == pytest.approx(ledger[-1][1], abs=1e-9)
+
+
+def test_a_request_without_max_tokens_reserves_its_features_longest_answer(sim, tmp_path, prefix):
+    import json
+
+    sim_url, _ = sim
+    ledger = str(tmp_path / "ledger-observed.db")
+    budgets = [{"name": "daily", "limit_usd": 100.0}]
+    stages = [{"name": "ledger", "path": ledger},
+              {"name": "budgets", "budgets": budgets, "path": str(tmp_path / "b.db"),
+               "observed_output": {"min_answers": 3, "margin": 1.5}}]
+
+    def reserved(app: Any) -> list[float]:
+        store = app.state.gateway.ledger
+        store.flush()
+        return [json.loads(d)["budget_reserved_usd"] for (d,) in store.query("SELECT decisions FROM calls ORDER BY ts")]
+
+    def call(client: openai.OpenAI, i: int) -> Any:  # no max_tokens
+        return client.chat.completions.create(model="gpt-4o-mini", extra_headers={"x-scrimp-feature": "faq"},
+                                              messages=[{"role": "user", "content": PROMPT.format(i)}])
+
+    app = create_app(simulated(sim_url, stages=stages))
+    with serve_app(app) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="any", max_retries=0)
+        answers = [call(client, i) for i in range(4)]
+        got = reserved(app)
+    inp = answers[0].usage.prompt_tokens  # every prompt has the same length
+    longest = max(a.usage.completion_tokens for a in answers[:3])
+    # gpt-4o-mini: $0.15 per million input tokens, $0.60 per million output tokens
+    assert got[0] == pytest.approx(inp * 0.15e-6 + 4096 * 0.60e-6)  # nothing seen yet: the default 4096
+    assert got[3] == pytest.approx(inp * 0.15e-6 + math.ceil(longest * 1.5) * 0.60e-6)
+    # a restarted gateway reads the feature's answers back from the ledger: its first call reserves the same
+    app = create_app(simulated(sim_url, stages=stages))
+    with serve_app(app) as url:
+        call(openai.OpenAI(base_url=url + "/v1", api_key="any", max_retries=0), 9)
+        again = reserved(app)
+    longest = max(a.usage.completion_tokens for a in answers)
+    assert again[-1] == pytest.approx(inp * 0.15e-6 + math.ceil(longest * 1.5) * 0.60e-6)
