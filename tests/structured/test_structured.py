@@ -174,3 +174,25 @@ def test_anthropic_model_without_json_mode_falls_back(gw):
     assert calls(state) == 3 and got.model == "gpt-4o"
     d = rows(app)[-1]["decisions"]["structured"]
     assert d["outcome"] == "fallback" and d["invalid"] == 1
+
+
+def test_schema_answer_cut_at_scrimps_cap_is_continued_then_checked(sim, tmp_path):
+    """With both stages: a JSON answer cut at a (tiny) learned cap is continued into whole JSON, then checked."""
+    sim_url, sim_app = sim
+    state = sim_app.state.sim
+    stages = [{"name": "ledger", "path": str(tmp_path / "ledger.db")},
+              {"name": "structured"},
+              {"name": "output_cap", "refresh_s": 0,
+               "default": {"min_samples": 2, "window": 10, "floor": 1, "ceiling": 8}}]
+    app = create_app(simulated(sim_url, stages=stages))
+    with serve_app(app) as url:
+        c = client(url, "cities")
+        for i in range(2):  # two complete answers: the cap is learned (at its ceiling, 8 tokens)
+            c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"hi {i}"}])
+        state.reset()
+        got = c.chat.completions.create(model="gpt-4o-mini", messages=MSGS, response_format=FORMAT)
+        jsonschema.validate(json.loads(got.choices[0].message.content), SCHEMA)
+        assert calls(state) == 2 and got.choices[0].finish_reason == "stop"
+        d = rows(app)[-1]["decisions"]
+        assert d["output_cap"] == {"cap": 8, "client_cap": None, "truncated": True, "continued": True}
+        assert d["structured"]["outcome"] == "valid"
