@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -193,12 +194,17 @@ class RedisCounterStore:
                                + [c.window_s or 0 for c in counters])
         return _pairs(out)
 
+    async def claim(self, key: str, ttl_s: float) -> bool:
+        """True for the first caller of any replica to claim `key` within `ttl_s` (an alert sent once)."""
+        return bool(await self._redis.set(f"{self.prefix}once:{key}", 1, nx=True, ex=max(1, int(ttl_s))))
+
     async def scan(self) -> list[str]:
         """The counter keys present (for listing), without the prefix."""
         found = set()
         async for key in self._redis.scan_iter(match=self.prefix + "*", count=500):
             key = key.decode() if isinstance(key, bytes) else key
-            found.add(key[len(self.prefix):].rsplit(":", 1)[0])
+            if not key.startswith(self.prefix + "once:"):
+                found.add(key[len(self.prefix):].rsplit(":", 1)[0])
         return sorted(found)
 
     async def close(self) -> None:
@@ -211,6 +217,7 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS budget_window_ct ON budget_window (counter, ts)",
     ("CREATE TABLE IF NOT EXISTS budget_reservations (counter TEXT NOT NULL, rid TEXT NOT NULL, "
     "nano INTEGER NOT NULL, expires REAL NOT NULL, PRIMARY KEY (counter, rid))"),
+    "CREATE TABLE IF NOT EXISTS budget_once (key TEXT PRIMARY KEY, expires REAL NOT NULL)",
 ]
 
 
@@ -297,6 +304,15 @@ class SQLiteCounterStore:
 
     async def read(self, counters: list[Counter], now: float) -> list[tuple[int, int]]:
         return self._tx(lambda: [self._used(c, now) for c in counters])
+
+    async def claim(self, key: str, ttl_s: float) -> bool:
+        def step() -> bool:
+            now = time.time()
+            self._conn.execute("DELETE FROM budget_once WHERE expires <= ?", (now,))
+            cur = self._conn.execute("INSERT OR IGNORE INTO budget_once VALUES (?, ?)", (key, now + ttl_s))
+            return cur.rowcount == 1
+
+        return self._tx(step)
 
     async def scan(self) -> list[str]:
         with self._lock:

@@ -12,6 +12,7 @@ docs/budgets.md."""
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import logging
 import math
@@ -23,7 +24,7 @@ from typing import Any, Literal
 
 import orjson
 
-from scrimp import pricing
+from scrimp import pricing, webhooks
 from scrimp.canonical import ChatResponse, Usage
 from scrimp.formats.errors import APIError
 from scrimp.metrics import Sample
@@ -52,8 +53,11 @@ class BudgetAction:
     do: Literal["alert", "downgrade", "block"]
     at: float = 1.0  # share of the limit at which it applies (alert 0.8: at 80%)
     model: str | None = None  # downgrade: the cheaper model to route to
+    webhook: str | None = None  # alert: also POST the alert here (once per budget, scope and period, any replica)
 
     def check(self, where: Where) -> None:
+        if self.webhook is not None and (self.do != "alert" or not self.webhook.startswith(("http://", "https://"))):
+            raise where.key("webhook").error("an http(s) URL, on an alert")
         if self.do == "downgrade" and not self.model:
             raise where.key("model").error("a downgrade names the cheaper model to route to")
         if self.do != "downgrade" and self.model:
@@ -117,6 +121,8 @@ class BudgetsOptions:
     observed_output: ObservedOutput | None = field(default_factory=ObservedOutput)  # null: always the default
     estimate_margin: float = 1.0  # multiplies the estimated input tokens (a real tokenizer may count more)
     key_budgets: bool = True  # enforce the budget stored with a gateway key (scrimp keys create --budget-usd)
+    webhook_secret: str | None = None  # signs alert webhooks: x-scrimp-signature: sha256=<HMAC-SHA256 of the body>
+    webhook_attempts: int = 5  # tries per alert webhook, with backoff from 1 s
     on_store_error: OnStoreError = "refuse"  # the state unreachable: refuse calls (503), or `allow` them unchecked
 
     def check(self, where: Where) -> None:
@@ -171,7 +177,8 @@ class BudgetsStage(Stage):
         self.downgrades: dict[str, int] = {}
         self.blocks: dict[str, int] = {}
         self.longest: dict[str, tuple[int, int]] = {}  # feature -> (answers seen, longest answer's output tokens)
-        self.seen_keys: dict[str, tuple[float, str | None]] = {}  # key id -> its budget, from calls seen here
+        self.seen_keys: dict[str, tuple[float, str | None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # alert webhooks being delivered  # key id -> its budget, from calls seen here
         self.unchecked = 0  # calls let through unchecked while the state was unreachable (on_store_error: allow)
         self.used: dict[tuple[str, str], float] = {}  # (budget, scope) -> share of its limit last seen
         self._alerted: set[tuple[str, str, str, float]] = set()  # (budget, scope, period, at): once per period
@@ -196,8 +203,6 @@ class BudgetsStage(Stage):
     async def start(self) -> None:
         self.open_store()
         if self.options.observed_output is not None and self.ctx.ledger is not None:
-            import asyncio
-
             try:
                 self.longest.update(await asyncio.to_thread(self._read_longest, self.options.observed_output))
             except Exception:  # a ledger without that history only means the default is reserved
@@ -211,6 +216,8 @@ class BudgetsStage(Stage):
         return {f: (int(n), int(m)) for f, n, m in rows}
 
     async def close(self) -> None:
+        if self._tasks:  # a webhook still retrying gets a moment, not the whole shutdown
+            await asyncio.wait(self._tasks, timeout=5)
         if self.store is not None:
             await self.store.close()
             self.store = None
@@ -381,6 +388,24 @@ class BudgetsStage(Stage):
             log.warning("budget %s at %.0f%% of $%g (alert at %.0f%%)", s.label(), share * 100,
                         s.budget.limit_usd, a.at * 100)
             self._event(call, "budget_alert", s, share, {"at": a.at})
+            if a.webhook:
+                payload = {"event": "budget_alert", "budget": s.budget.name, "scope": s.scope, "at": a.at,
+                           "share": round(share, 4), "limit_usd": s.budget.limit_usd,
+                           "period": s.counter.key.rsplit(":", 1)[1], "tenant": call.attribution.tenant,
+                           "feature": call.attribution.feature, "request_id": call.request_id, "ts": time.time()}
+                task = asyncio.create_task(self._post_alert(f"{s.counter.key}:{a.at}", s.counter.key_ttl_s,
+                                                            a.webhook, payload))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _post_alert(self, once: str, ttl_s: float, url: str, payload: dict[str, Any]) -> None:
+        store = self.open_store()
+        try:
+            if not await store.claim("alert:" + once, ttl_s):
+                return  # another replica (or an earlier run) sent this one
+        except STORE_ERRORS:
+            log.warning("could not claim alert %s; sending it from here", once)
+        await webhooks.deliver(url, payload, self.options.webhook_secret, attempts=self.options.webhook_attempts)
 
     def _block(self, call: Call, s: Scoped, used: tuple[int, int], worst: float, now: float) -> None:
         spent, reserved = used[0] / NANO, used[1] / NANO
@@ -425,8 +450,6 @@ class BudgetsStage(Stage):
         return [Route("/v1/scrimp/budgets", self._status_endpoint, methods=["GET"])]  # admin with auth:
 
     async def _status_endpoint(self, request: Any) -> Any:
-        import asyncio
-
         from starlette.responses import JSONResponse
 
         keys = dict(self.seen_keys)

@@ -426,3 +426,45 @@ def test_a_request_without_max_tokens_reserves_its_features_longest_answer(sim, 
         again = reserved(app)
     longest = max(a.usage.completion_tokens for a in answers)
     assert again[-1] == pytest.approx(inp * 0.15e-6 + math.ceil(longest * 1.5) * 0.60e-6)
+
+
+def test_alert_webhook_is_signed_retried_and_sent_once_across_replicas(sim, tmp_path, prefix):
+    import hashlib
+    import hmac
+    import json
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    received: list[tuple[bytes, str]] = []
+
+    async def hook(request: Request) -> Response:
+        received.append((await request.body(), request.headers.get("x-scrimp-signature", "")))
+        return Response(status_code=500 if len(received) == 1 else 204)  # the first delivery fails
+
+    sim_url, _ = sim
+    with gateway(sim_url, tmp_path, [{"name": "probe", "limit_usd": 1.0}],
+                 state_options("redis", tmp_path, prefix + "probe:")) as (_url, app):
+        c = worst(app)
+    with serve_app(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as hook_url:
+        budget = [{"name": "team", "limit_usd": 10 * c, "actions": [
+            {"do": "alert", "at": 0.25, "webhook": hook_url + "/hook"}, {"do": "block", "at": 1.0}]}]
+        st = dict(state_options("redis", tmp_path, prefix), webhook_secret="s3cret")
+        with gateway(sim_url, tmp_path, budget, st) as (url_a, _), gateway(sim_url, tmp_path, budget, st) as (url_b, _):
+            a = openai.OpenAI(base_url=url_a + "/v1", api_key="any", max_retries=0)
+            b = openai.OpenAI(base_url=url_b + "/v1", api_key="any", max_retries=0)
+            for i in range(3):  # spent + this reservation reaches 25% on the third call of each replica
+                ask(a, i)
+                ask(b, 10 + i)
+            deadline = time.monotonic() + 10
+            while len(received) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)  # a second replica's alert would arrive by now
+    assert len(received) == 2  # one alert: a failed delivery and its retry, from whichever replica reached 25% first
+    body, sig = received[1]
+    assert sig == "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    alert = json.loads(body)
+    assert alert["event"] == "budget_alert" and alert["budget"] == "team" and alert["at"] == 0.25
+    assert alert["share"] >= 0.25 and received[0][0] == body
