@@ -12,6 +12,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Debian's Chromium for the dashboard's browser test (Playwright drives it; no browser is ever downloaded).
+# Quiet, and a no-op when it is there; without root or apt the test skips and says why.
+chromium:
+	@test -x /usr/bin/chromium || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq chromium) >/dev/null 2>&1 \
+	  || echo "chromium could not be installed: tests/dashboard/test_browser.py will skip" >&2; }
+
 test: $(STAMP)
 	$(PY) -m pytest -q
 
@@ -26,4 +33,4 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check scrimp tests bench
 
-.PHONY: install test demo bench lint
+.PHONY: install chromium test demo bench lint
