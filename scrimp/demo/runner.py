@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import tempfile
 import time
@@ -103,16 +104,21 @@ def _replay(calls: list[DemoCall], base: str, label: str, progress: bool) -> Run
     return result
 
 
-def run(progress: bool = True, out: Callable[[str], None] = print) -> dict[str, Any]:
+def run(progress: bool = True, out: Callable[[str], None] = print, workdir: str | None = None,
+        log_requests: bool = False) -> dict[str, Any]:
+    """`workdir`: keep the scrimp run's ledger (and caches) there instead of a temporary folder; `log_requests`:
+    with the request log on (every call), so `scrimp simulate` can replay the run."""
     calls = build()
     with run_simulator(sim_config()) as (sim_url, sim_app):
         sim = sim_app.state.sim
         direct = _replay(calls, sim_url, "straight to the providers", progress)
         direct.provider_calls = sim.counters.snapshot()["totals"]["requests"]
         sim.reset()  # the scrimp run starts with cold provider caches too
-        with tempfile.TemporaryDirectory() as tmp:
+        with contextlib.nullcontext(workdir) if workdir else tempfile.TemporaryDirectory() as tmp:
             stages = [dict(s, path=str(Path(tmp) / f"{s['name']}.db")) if s["name"] not in ("prompt_cache", "router")
                       else s for s in DEMO_STAGES]
+            if log_requests:
+                stages.insert(1, {"name": "request_log", "features": ["*"]})
             app = create_app(simulated(sim_url, stages=stages))
             with serve_app(app) as gateway_url:
                 via = _replay(calls, gateway_url, "through scrimp", progress)
