@@ -143,6 +143,7 @@ async def run_line(lane: BatchStage, line: Line) -> None:
             req = codec.request_from_json(line.request)
             call = recorder.call_of(line.id, who, req)
             call.decisions.update({"_batch_job": line.job_id, "_batch_seq": line.seq,
+                                   "_batch_custom_id": who.get("custom_id"), "_batch_window": who.get("window"),
                                    DEFER_DECISION: who.get("window") or lane.options.completion_window})
             result = error = None
             try:
@@ -188,8 +189,7 @@ async def view(lane: BatchStage, job_id: str, tenant: str, *, results: bool = Tr
         if line is None or line.job_id is not None or orjson.loads(line.who).get("tenant") != tenant:
             raise APIError(404, f"No job or deferred request with id '{job_id}'.", code="not_found")
         who = orjson.loads(line.who)
-        return {"id": line.id, "object": "scrimp.deferred_request", "model": line.model,
-                "status": "completed" if line.state == "done" else "in_progress", **_rendered(line, who)}
+        return {"id": line.id, "object": "scrimp.deferred_request", "model": line.model, **_rendered(line, who)}
     _, owner, webhook, state, count, attempts, delivered, webhook_error, created = row
     if owner != tenant:
         raise APIError(404, f"No job or deferred request with id '{job_id}'.", code="not_found")

@@ -172,7 +172,7 @@ def openai_line(line: dict[str, Any], model: str) -> LineResult:
     body = resp.get("body") or {}
     if resp.get("status_code") == 200 and isinstance(body, dict) and body.get("choices"):
         answer = openai_fmt.parse_response(body)
-        answer.model = model
+        answer.model = model or answer.model
         return LineResult(str(line.get("custom_id")), answer)
     err = line.get("error") or (body.get("error") if isinstance(body, dict) else None) or {}
     return LineResult(str(line.get("custom_id")), None, {
@@ -186,7 +186,7 @@ def anthropic_line(line: dict[str, Any], model: str) -> LineResult:
     kind = result.get("type")
     if kind == "succeeded":
         answer = anthropic_fmt.parse_response(result.get("message") or {})
-        answer.model = model
+        answer.model = model or answer.model
         return LineResult(str(line.get("custom_id")), answer)
     err = ((result.get("error") or {}).get("error") or {}) if kind == "errored" else {}
     status = {"errored": 400 if err.get("type") == "invalid_request_error" else 502, "expired": 504,

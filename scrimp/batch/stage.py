@@ -165,10 +165,14 @@ class BatchStage(Stage):
         window_s = window_seconds(window) or 86400.0
         now = time.time()
         call.decisions["batch"] = "deferred"
+        who = recorder.who_of(call)
+        for key in ("custom_id", "window"):  # a job line's own, kept for its job's results
+            if call.decisions.get(f"_batch_{key}") is not None:
+                who[key] = call.decisions[f"_batch_{key}"]
         values = {"id": call.request_id, "job_id": call.decisions.get("_batch_job"),
                   "seq": call.decisions.get("_batch_seq"), "idem": idem, "state": "queued", "model": spec.name,
                   "provider": spec.provider, "merge_key": merge_key, "request": raw,
-                  "body_bytes": len(orjson.dumps(body)) + 100, "who": codec.dumps(recorder.who_of(call)),
+                  "body_bytes": len(orjson.dumps(body)) + 100, "who": codec.dumps(who),
                   "flush_by": now + min(self.options.max_wait_s, window_s / 10), "created": now, "updated": now}
         future = self._waiter(call.request_id)
         try:
