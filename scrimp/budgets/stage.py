@@ -50,9 +50,10 @@ DIMENSIONS = ("tenant", "key", "feature", "model")
 
 @dataclass
 class BudgetAction:
-    do: Literal["alert", "downgrade", "block"]
+    do: Literal["alert", "downgrade", "defer", "block"]
     at: float = 1.0  # share of the limit at which it applies (alert 0.8: at 80%)
     model: str | None = None  # downgrade: the cheaper model to route to
+    window: str = "24h"  # defer: the batch lane's window ('1h', '24h', or 'flex')
     webhook: str | None = None  # alert: also POST the alert here (once per budget, scope and period, any replica)
 
     def check(self, where: Where) -> None:
@@ -62,6 +63,11 @@ class BudgetAction:
             raise where.key("model").error("a downgrade names the cheaper model to route to")
         if self.do != "downgrade" and self.model:
             raise where.key("model").error("only a downgrade takes a model")
+        if self.do == "defer":
+            from scrimp.batch.options import window_seconds
+
+            if self.window != "flex" and window_seconds(self.window) is None:
+                raise where.key("window").error("a window such as '1h' or '24h', or 'flex'")
         if self.at <= 0:
             raise where.key("at").error("a share of the limit above 0 (1.0 = the whole limit)")
 
@@ -176,6 +182,7 @@ class BudgetsStage(Stage):
         self.alerts: dict[str, int] = {}
         self.downgrades: dict[str, int] = {}
         self.blocks: dict[str, int] = {}
+        self.deferrals: dict[str, int] = {}
         self.longest: dict[str, tuple[int, int]] = {}  # feature -> (answers seen, longest answer's output tokens)
         self.seen_keys: dict[str, tuple[float, str | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # alert webhooks being delivered  # key id -> its budget, from calls seen here
@@ -300,8 +307,8 @@ class BudgetsStage(Stage):
         rid = new_request_id()
         counters = [s.counter for s in scoped]
         try:
-            if any(a.do == "downgrade" for s in scoped for a in s.budget.actions):
-                await self._downgrade(call, scoped, store, now)
+            if any(a.do in ("downgrade", "defer") for s in scoped for a in s.budget.actions):
+                await self._soft_actions(call, scoped, store, now)
             worst = self.worst_case(call, call.target_model)
             amount = to_nano(worst)
             res = await store.reserve(counters, rid, amount, now, self.options.reservation_ttl_s)
@@ -326,7 +333,10 @@ class BudgetsStage(Stage):
             settled = True
             if billed:
                 self.observe(call.attribution.feature, resp, call.request.n)
-            usd = self.real_cost(resp, served, provider, billed) + sum(c.usd for c in call.costs[first_cost:])
+            # a lever that recorded the call itself priced it (the batch lane: at the batch rate)
+            answer = call.cost_usd if call.recorded and call.cost_usd is not None else self.real_cost(
+                resp, served, provider, billed)
+            usd = answer + sum(c.usd for c in call.costs[first_cost:])
             try:
                 await store.settle(counters, rid, to_nano(usd), self.ctx.clock())
             except Exception:  # the reservation expires on its own; the call's answer must not be lost
@@ -358,11 +368,19 @@ class BudgetsStage(Stage):
             await settle(reply.partial() if reply.partial else None, reply.served_model, reply.served_provider,
                          reply.billed)
 
-    async def _downgrade(self, call: Call, scoped: list[Scoped], store: Any, now: float) -> None:
+    async def _soft_actions(self, call: Call, scoped: list[Scoped], store: Any, now: float) -> None:
+        """Downgrades and deferrals whose share is reached (they read the counters; they do not lock)."""
         used = await store.read([s.counter for s in scoped], now)
         for s, (spent, reserved) in zip(scoped, used, strict=True):
             share = (spent + reserved) / (s.budget.limit_usd * NANO)
             for a in s.budget.actions:
+                if a.do == "defer" and share >= a.at and "budget_defer" not in call.decisions:
+                    from scrimp.batch.stage import defer_call  # the batch lane's entry point for other levers
+
+                    defer_call(call, a.window)
+                    call.decisions["budget_defer"] = {"budget": s.budget.name, "window": a.window}
+                    self.deferrals[s.budget.name] = self.deferrals.get(s.budget.name, 0) + 1
+                    self._event(call, "budget_defer", s, share, {"window": a.window})
                 if a.do == "downgrade" and share >= a.at and a.model and call.target_model != a.model:
                     log.info("budget %s at %.0f%%: %s downgraded from %s to %s", s.label(), share * 100,
                              call.request_id, call.target_model, a.model)
@@ -434,6 +452,7 @@ class BudgetsStage(Stage):
         out = []
         for kind, counts, what in (("alerts", self.alerts, "Budget alerts fired (once per budget, scope, period)."),
                                    ("downgrades", self.downgrades, "Calls downgraded to a cheaper model by a budget."),
+                                   ("deferrals", self.deferrals, "Calls handed to the batch lane by a budget."),
                                    ("blocks", self.blocks, "Calls refused (429) by a budget.")):
             out += [Sample(f"scrimp_budget_{kind}_total", "counter", what, n, {"budget": b})
                     for b, n in sorted(counts.items())]
