@@ -30,7 +30,10 @@ class Traffic:
 
     @property
     def days(self) -> float:
-        return max((self.until - self.since) / 86400.0, 1 / 24)
+        """The days the figures cover: the period, from its first call when traffic started later (a ledger
+        younger than the period asked for), at least an hour."""
+        start = max(self.since, self.calls[0]["ts"]) if self.calls else self.since
+        return max((self.until - start) / 86400.0, 1 / 24)
 
     def per_month(self, usd: float) -> float:
         """A figure over the period, projected to 30 days."""
