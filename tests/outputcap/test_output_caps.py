@@ -236,6 +236,11 @@ def test_usage_shows_truncation_and_continuation_rates(sim, tmp_path):
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}])
         client.chat.completions.create(model="gpt-4o-mini", max_tokens=cap, messages=[{"role": "user", "content": "x"}])
         app.state.gateway.ledger.flush()
+        import httpx
+
+        metrics = httpx.get(url + "/metrics").text
+        assert f'scrimp_output_cap_tokens{{feature="chat"}} {stage_of(app).caps["chat"]}' in metrics
+        assert 'scrimp_output_cap_continued_total{feature="chat"} 1' in metrics
     result = CliRunner().invoke(usage, ["--db", path, "--output", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)["output_cap"]["chat"]
