@@ -167,8 +167,9 @@ class OutputCapStage(Stage):
             return None
         call.edit_request().max_tokens = learned
         capped = Capped(learned, client)
-        call.save(self.name, f"no output cap: up to {client or 'the model limit of'} output tokens could be billed "
-                  f"for this answer, {learned} with the cap (a bound; a complete answer is not shortened)",
+        bound = f"{client} output tokens" if client is not None else "the model's output limit"
+        call.save(self.name, f"no output cap: up to {bound} could be billed for this answer, {learned} tokens with "
+                  "the cap (a bound; a complete answer is not shortened)",
                   priced=lambda without: self._price(capped, without))
         return capped
 
