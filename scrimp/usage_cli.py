@@ -67,19 +67,31 @@ def usage(db: str | None, dsn: str | None, config_path: str | None, by: str, sin
         return
     totals = {k: sum(r[k] for r in rows) for k in ("calls", "cost_usd", "baseline_usd", "saved_usd",
                                                     "input_tokens", "output_tokens", "cache_hits")}
+    from scrimp.audit.headline import per_success, trend_text
+
+    groups, overall = per_success(store, by, since_ts)  # the headline: cost per successful request, its trend
+    for r in rows:
+        r.update(groups.get(r[by], {}))
+    totals.update(overall)
     if as_json:
         click.echo(json.dumps({"by": by, "rows": rows, "totals": totals}, indent=2))
         return
     if not rows:
         click.echo("no calls recorded in that period")
         return
-    header = f"{by:<24}{'calls':>8}{'cost $':>12}{'saved $':>12}{'saved %':>9}{'in tok':>11}{'out tok':>10}{'hits':>7}"
+    per = overall["cost_per_success_usd"]
+    click.echo(f"cost per successful request: {'-' if per is None else f'${per:.6f}'} "
+               f"(trend {trend_text(overall['trend'])}: second half of the period against the first)\n")
+    header = (f"{by:<24}{'calls':>8}{'cost $':>12}{'$/success':>11}{'trend':>7}{'saved $':>12}{'saved %':>9}"
+              f"{'in tok':>11}{'out tok':>10}{'hits':>7}")
     click.echo(header)
     click.echo("-" * len(header))
     for r in rows + [{by: "TOTAL", **totals, "cache_hits": totals["cache_hits"]}]:
         pct = 100 * r["saved_usd"] / r["baseline_usd"] if r["baseline_usd"] else 0.0
         label = f"{r[by]} {r.get('key_name') or r.get('key_tenant') or ''}" if by == "key" else str(r[by])
-        click.echo(f"{label[:23]:<24}{r['calls']:>8}{r['cost_usd']:>12.4f}{r['saved_usd']:>12.4f}{pct:>8.1f}%"
+        each = r.get("cost_per_success_usd")
+        click.echo(f"{label[:23]:<24}{r['calls']:>8}{r['cost_usd']:>12.4f}{'-' if each is None else f'{each:.6f}':>11}"
+                   f"{trend_text(r.get('trend')):>7}{r['saved_usd']:>12.4f}{pct:>8.1f}%"
                    f"{r['input_tokens']:>11}{r['output_tokens']:>10}{r['cache_hits']:>7}")
 
 
