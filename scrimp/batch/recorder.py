@@ -97,15 +97,16 @@ def insert_rows(store: Any, cur: Any, rows: list[tuple[str, dict[str, Any]]]) ->
                     tuple(row.get(c) for c in cols))
 
 
-def write_once(store: Any, line_id: str, rows: list[tuple[str, dict[str, Any]]]) -> bool:
-    """Mark the line recorded and write its rows, in one transaction; False when it was recorded already."""
+def write_once(store: Any, line_id: str, rows: list[tuple[str, dict[str, Any]]]) -> Any:
+    """The work (for `store.group` or `store.tx`) that marks the line recorded and writes its rows, together;
+    it returns False when the line was recorded already."""
     def work(cur: Any) -> bool:
         cur.execute(store.q("UPDATE batch_lines SET recorded = 1 WHERE id = ? AND recorded = 0"), (line_id,))
         if cur.rowcount != 1:
             return False
         insert_rows(store, cur, rows)
         return True
-    return bool(store.tx(work))
+    return work
 
 
 def error_of(raw: str | None) -> dict[str, Any] | None:

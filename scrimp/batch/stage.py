@@ -176,7 +176,7 @@ class BatchStage(Stage):
                   "flush_by": now + min(self.options.max_wait_s, window_s / 10), "created": now, "updated": now}
         future = self._waiter(call.request_id)
         try:
-            leader = await asyncio.to_thread(store.enqueue, values)
+            leader = await store.group(store.enqueue(values))
         except Exception:
             self.waiters.pop(call.request_id, None)
             if idem is not None:  # the same key queued a moment ago by a concurrent retry
@@ -216,16 +216,18 @@ class BatchStage(Stage):
                 future.set_result(None)
 
     async def _wait(self, line_id: str, future: asyncio.Future[None]) -> Line:
-        """Until the line is done: woken by this replica's worker, or seen in the database (another replica's)."""
+        """Until the line is done: woken at once by this replica's worker, or seen in the database when another
+        replica's worker stored it (looked at every poll_s, at least 2 s: 200 waiters must not poll the database
+        five times a second each)."""
         assert self.store is not None
         deadline = time.monotonic() + self.options.max_wait_for_answer_s
         try:
             while True:
                 try:
-                    await asyncio.wait_for(asyncio.shield(future), timeout=max(self.options.poll_s / 2, 0.2))
+                    await asyncio.wait_for(asyncio.shield(future), timeout=max(self.options.poll_s, 2.0))
                 except TimeoutError:
                     pass
-                line = await asyncio.to_thread(self.store.line, line_id)
+                line = await self.store.group(lambda cur: self.store.line_in(cur, line_id))
                 if line is None:
                     raise APIError(500, f"the batch lane lost line {line_id}")
                 if line.state == "done":
@@ -249,7 +251,7 @@ class BatchStage(Stage):
         error = recorder.error_of(line.error)
         if record:
             rows = recorder.rows_for(call, resp, served, provider, shared=line.leader is not None, error=error)
-            await asyncio.to_thread(recorder.write_once, self.store, line.id, rows)
+            await self.store.group(recorder.write_once(self.store, line.id, rows))
             call.recorded = True
         batch_ref = line.batch_id or line.leader or ""
         if error is not None:

@@ -8,6 +8,8 @@ the same transaction that writes its ledger row, so a line is billed once, whoev
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -75,11 +77,75 @@ class Line:
 _SELECT_LINE = f"SELECT {', '.join(LINE_COLUMNS)} FROM batch_lines"
 
 
+class GroupCommit:
+    """Many requests' small transactions run as one: under load, a commit per request (queue a line, read it,
+    record it) is what bounds the lane, and one commit for all that arrived meanwhile costs about as much as one.
+    Each request's work runs in a savepoint of its own, so one failing rolls back only itself."""
+
+    def __init__(self, store: LaneStore) -> None:
+        self.store = store
+        self.pending: list[tuple[Callable[[Any], Any], asyncio.Future[Any]]] = []
+        self.draining = False
+
+    async def run(self, work: Callable[[Any], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self.pending.append((work, future))
+        if not self.draining:
+            self.draining = True
+            loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self.pending:
+                items, self.pending = self.pending, []
+                try:
+                    outcomes = await asyncio.to_thread(self.store.tx, lambda cur, items=items: self._all(cur, items))
+                except Exception as exc:  # noqa: BLE001 - the whole transaction failed: every caller hears it
+                    outcomes = [(False, exc)] * len(items)
+                for (_, future), (ok, value) in zip(items, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            self.draining = False
+
+    @staticmethod
+    def _all(cur: Any, items: list[tuple[Callable[[Any], Any], asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
+        conn = cur.connection
+        if isinstance(conn, sqlite3.Connection) and not conn.in_transaction:
+            cur.execute("BEGIN")  # else the first savepoint's release would commit on its own
+        out: list[tuple[bool, Any]] = []
+        for n, (work, _) in enumerate(items):
+            cur.execute(f"SAVEPOINT lane_{n}")
+            try:
+                out.append((True, work(cur)))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller
+                cur.execute(f"ROLLBACK TO SAVEPOINT lane_{n}")
+                out.append((False, exc))
+            cur.execute(f"RELEASE SAVEPOINT lane_{n}")
+        return out
+
+
 class LaneStore:
-    """Every statement the lane runs; blocking (call from a worker thread)."""
+    """Every statement the lane runs; blocking (call from a worker thread), or grouped (`group`)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.grouped = GroupCommit(self)
+
+    async def group(self, work: Callable[[Any], Any]) -> Any:
+        """Run `work(cursor)` in the next grouped transaction (all-or-nothing for itself)."""
+        return await self.grouped.run(work)
+
+    def line_in(self, cur: Any, line_id: str) -> Line | None:
+        cur.execute(self.q(_SELECT_LINE + " WHERE id = ?"), (line_id,))
+        row = cur.fetchone()
+        return Line(*row) if row else None
 
     def q(self, sql: str) -> str:
         return sql.replace("?", self.db.placeholder)
@@ -108,10 +174,10 @@ class LaneStore:
         else:
             self.tx(lambda c: c.execute(sql, params))
 
-    def enqueue(self, values: dict[str, Any]) -> str | None:
-        """Queue a shaped line; when an identical line (same merge key) is already queued or in flight, this one
-        follows it (answered by its answer, never submitted). Returns the leader's id, or None. A line that was
-        a job's `new` line is updated in place."""
+    def enqueue(self, values: dict[str, Any]) -> Callable[[Any], str | None]:
+        """Queue a shaped line (the work for `group` or `tx`); when an identical line (same merge key) is already
+        queued or in flight, this one follows it (answered by its answer, never submitted). Returns the leader's
+        id, or None. A line that was a job's `new` line is updated in place."""
         def work(cur: Any) -> str | None:
             cur.execute(self.q("SELECT id FROM batch_lines WHERE merge_key = ? AND leader IS NULL AND state IN "
                                "('queued', 'submitted') AND id <> ? ORDER BY created LIMIT 1"),
@@ -128,7 +194,7 @@ class LaneStore:
                 cur.execute(self.q(f"UPDATE batch_lines SET {', '.join(f'{c} = ?' for c in sets)} WHERE id = ?"),
                             (*[values[c] for c in sets], values["id"]))
             return leader
-        return self.tx(work)
+        return work
 
     def finish_line(self, line_id: str, result: str | None, error: str | None) -> None:
         """A line answered outside a provider batch (a job line a cache answered, or one refused)."""
