@@ -40,7 +40,8 @@ def offload_candidates(traffic: Traffic) -> list[Finding]:
             f"{coverage:.0%} of the answers of '{feature}' are one of {len(classes)} repeated answers: a small "
             "local model could give them",
             usd, traffic.per_month(usd), "offload",
-            f"`- offload: {{features: {{{feature}: {{}}}}}}` (trained on the request log's pairs of '{feature}')",
+            f"train a local model on the request log's pairs of '{feature}' (`scrimp offload train`), then "
+            f"`- offload: {{features: {{{feature}: {{model: DIR}}}}}}`",
             confidence="estimate",
             evidence={"calls": len(items), "distinct_answers": len(counts), "classes": len(classes),
                       "coverage": coverage, "top_answers": [a[:60] for a, _ in counts.most_common(3)]}))

@@ -60,8 +60,8 @@ def trimmable_input(traffic: Traffic) -> list[Finding]:
             f"{share:.0%} of the input of '{feature}' is old conversation turns or the bulk of long tool outputs "
             f"(avg {f['input'] / f['calls']:.0f} input tokens per call)",
             f["usd"], traffic.per_month(f["usd"]), "trim",
-            f"`- trim: {{features: {{{feature}: {{keep_last_turns: {KEEP_MESSAGES}, "
-            f"tool_output_tokens: {TOOL_OUTPUT_KEEP}}}}}}}`",
+            f"`- trim: {{features: {{{feature}: {{history: {{keep_recent: {KEEP_MESSAGES}}}, "
+            f"tool_output: {{min_tokens: {TOOL_OUTPUT_KEEP}}}}}}}}}`",
             confidence="estimate",
             evidence={"calls": f["calls"], "trimmable_tokens": f["cut"], "input_tokens": f["input"], "share": share}))
     return findings
@@ -91,9 +91,9 @@ def uncapped_output(traffic: Traffic) -> list[Finding]:
             "no_max_tokens", feature,
             f"{len(calls)} of {logged_per[feature]} calls of '{feature}' set no max_tokens (answers average "
             f"{sum(outs) / len(outs):.0f} tokens, longest {outs[-1]})",
-            usd, traffic.per_month(usd), "client",
-            f"send max_tokens: {max(cap, 16)} on '{feature}' calls (its 95th percentile answer); budgets reserve "
-            "the worst case of calls without it",
+            usd, traffic.per_month(usd), "output_cap",
+            f"`- output_cap: {{features: {{{feature}: {{quantile: 0.95}}}}}}` (learns the cap from its answers; "
+            f"95th percentile now {cap} tokens), or send max_tokens on '{feature}' calls",
             confidence="estimate",
             evidence={"calls": len(calls), "avg_output_tokens": sum(outs) / len(outs), "p95_output_tokens": cap,
                       "max_output_tokens": outs[-1],
