@@ -311,9 +311,12 @@ class Passthrough:
                         (batch_id,))
             if cur.rowcount != 1:
                 return False
-            recorder.insert_rows(self.store, cur, rows)
+            recorder.insert_rows(self.store, cur, rows, self.lane.ctx.ledger)
             return True
-        return bool(await asyncio.to_thread(self.store.tx, work))
+        if not await asyncio.to_thread(self.store.tx, work):
+            return False
+        recorder.committed(self.lane.ctx.ledger, rows)
+        return True
 
 
 def _empty(model: str) -> Any:

@@ -90,21 +90,31 @@ def rows_for(call: Call, resp: ChatResponse | None, served: str, provider: str, 
     return out.rows
 
 
-def insert_rows(store: Any, cur: Any, rows: list[tuple[str, dict[str, Any]]]) -> None:
+def insert_rows(store: Any, cur: Any, rows: list[tuple[str, dict[str, Any]]], ledger: Any) -> None:
+    """The rows, in the caller's transaction: through the ledger store when it can (its roll-ups follow), else as
+    plain inserts."""
+    if hasattr(ledger, "insert_now"):
+        ledger.insert_now(cur, rows)
+        return
     for table, row in rows:
         cols = [name for name, _ in TABLES[table]]
         cur.execute(store.q(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"),
                     tuple(row.get(c) for c in cols))
 
 
-def write_once(store: Any, line_id: str, rows: list[tuple[str, dict[str, Any]]]) -> Any:
+def committed(ledger: Any, rows: list[tuple[str, dict[str, Any]]]) -> None:
+    if hasattr(ledger, "committed"):
+        ledger.committed(rows)
+
+
+def write_once(store: Any, line_id: str, rows: list[tuple[str, dict[str, Any]]], ledger: Any) -> Any:
     """The work (for `store.group` or `store.tx`) that marks the line recorded and writes its rows, together;
-    it returns False when the line was recorded already."""
+    it returns False when the line was recorded already. Call `committed` after a True."""
     def work(cur: Any) -> bool:
         cur.execute(store.q("UPDATE batch_lines SET recorded = 1 WHERE id = ? AND recorded = 0"), (line_id,))
         if cur.rowcount != 1:
             return False
-        insert_rows(store, cur, rows)
+        insert_rows(store, cur, rows, ledger)
         return True
     return work
 

@@ -251,7 +251,8 @@ class BatchStage(Stage):
         error = recorder.error_of(line.error)
         if record:
             rows = recorder.rows_for(call, resp, served, provider, shared=line.leader is not None, error=error)
-            await self.store.group(recorder.write_once(self.store, line.id, rows))
+            if await self.store.group(recorder.write_once(self.store, line.id, rows, self.ctx.ledger)):
+                recorder.committed(self.ctx.ledger, rows)
             call.recorded = True
         batch_ref = line.batch_id or line.leader or ""
         if error is not None:

@@ -321,7 +321,9 @@ class Worker:
             rows = recorder.rows_for(call, resp, spec.name if spec else line.model or "",
                                      spec.provider if spec else line.provider or "", shared=line.leader is not None,
                                      error=recorder.error_of(line.error))
-            await asyncio.to_thread(self.store.tx, recorder.write_once(self.store, line.id, rows))
+            ledger = self.lane.ctx.ledger
+            if await asyncio.to_thread(self.store.tx, recorder.write_once(self.store, line.id, rows, ledger)):
+                recorder.committed(ledger, rows)
 
     async def run_new_job_lines(self) -> None:
         """Job lines not yet through the pipeline (the replica that took the job died before running them)."""

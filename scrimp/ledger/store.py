@@ -74,6 +74,24 @@ class LedgerStore:
             self.start()
         self._queue.put((table, row))
 
+    def insert_now(self, cursor: Any, rows: list[tuple[str, dict[str, Any]]]) -> None:
+        """Rows a stage writes in a transaction of its own on this database (the batch lane marks a line recorded
+        and writes its row in one commit, so the line is billed exactly once): inserted and folded into the
+        roll-ups as the writer does. Call `committed(rows)` once that transaction is committed."""
+        for table, row in rows:
+            cols = TABLES[table]
+            cursor.execute(f"INSERT INTO {table} ({', '.join(n for n, _ in cols)}) "
+                           f"VALUES ({', '.join([self.placeholder] * len(cols))})", tuple(row.get(n) for n, _ in cols))
+        if self.rollups:
+            folded = aggregates.Batch()
+            for table, row in rows:
+                folded.add(table, row)
+            folded.write(cursor, self.placeholder)
+
+    def committed(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
+        """The /metrics counters, for rows `insert_now` wrote in a transaction now committed."""
+        self.counters.add(rows)
+
     def flush(self) -> None:
         """Block until every queued row is written."""
         if self._thread is not None:

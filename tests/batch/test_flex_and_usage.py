@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import openai
 import pytest
 from click.testing import CliRunner
@@ -74,3 +75,8 @@ def test_usage_by_lever_counts_the_batch_discount(make_lane, tmp_path):
     batch = next(r for r in rows if r.get("lever") == "batch")
     assert batch["calls"] == 2
     assert batch["saved_usd"] == pytest.approx(sum(costs) / 2)
+    # /metrics and the dashboard's roll-ups see the lines the lane wrote itself
+    metrics = httpx.get(lane.url + "/metrics").text
+    line = next(x for x in metrics.splitlines() if x.startswith("scrimp_lever_saved_usd_total") and 'lever="batch"'
+                in x)
+    assert float(line.rsplit(" ", 1)[1]) == pytest.approx(sum(costs) / 2)
