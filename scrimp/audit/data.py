@@ -31,9 +31,14 @@ class Traffic:
     @property
     def days(self) -> float:
         """The days the figures cover: the period, from its first call when traffic started later (a ledger
-        younger than the period asked for), at least an hour."""
+        younger than the period asked for); at least a day, so a few minutes of traffic are not projected to a
+        month as if they went on all day."""
+        return max(self.covered_days, 1.0)
+
+    @property
+    def covered_days(self) -> float:
         start = max(self.since, self.calls[0]["ts"]) if self.calls else self.since
-        return max((self.until - start) / 86400.0, 1 / 24)
+        return max((self.until - start) / 86400.0, 0.0)
 
     def per_month(self, usd: float) -> float:
         """A figure over the period, projected to 30 days."""

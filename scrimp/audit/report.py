@@ -33,6 +33,9 @@ def audit(traffic: Traffic, cheaper: dict[str, tuple[str, str]] | None = None) -
         notes.append("no request log in this ledger's database: prompt-level checks (top prompts, cacheable "
                      "requests, volatile prefixes, trimming, max_tokens, offload) were skipped; turn it on with "
                      "`- request_log: {features: ['*']}` (docs/request-log.md)")
+    if traffic.calls and traffic.covered_days < 1:
+        notes.append(f"the ledger covers {24 * traffic.covered_days:.1f} hours of this period: monthly figures "
+                     "count it as one day of traffic, and when features run (batch eligibility) is not judged yet")
     flagged = {f.feature for f in findings if f.check == "volatile_prefix"}
     findings += [b for b in caching.prompt_cache_busters(traffic) if b.feature not in flagged]
     findings += models.model_moves(traffic, models.cheaper_models(cheaper))

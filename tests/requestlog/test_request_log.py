@@ -45,6 +45,7 @@ def test_only_listed_features_are_logged_with_bodies_redacted(sim_url, ledger_se
         assert claude["inbound"] == "anthropic" and claude["answer_text"] == msg.content[0].text
         assert claude["served_model"] == "claude-haiku-4-5" and claude["request_json"]["max_tokens"] == 50
         # the ledger row of the same call shares its request id
+        app.state.gateway.ledger.flush()
         ledger_ids = {r for (r,) in app.state.gateway.ledger.query("SELECT request_id FROM calls")}
         assert {gpt["request_id"], claude["request_id"]} <= ledger_ids
         # tenant-scoped reads and the offload pairs

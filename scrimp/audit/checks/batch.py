@@ -20,6 +20,8 @@ def batchable(traffic: Traffic) -> list[Finding]:
     for feature, calls in traffic.by_feature().items():
         if len(calls) < MIN_CALLS or any(c["stream"] for c in calls):
             continue
+        if calls[-1]["ts"] - calls[0]["ts"] < 86400:
+            continue  # less than a day of its traffic: when it runs says nothing yet
         if any(c["decisions"].get("batch") or c["decisions"].get("service_tier") for c in calls):
             continue  # already on the batch lane / flex tier
         hours = Counter(datetime.fromtimestamp(c["ts"], UTC).hour for c in calls)
