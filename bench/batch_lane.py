@@ -66,22 +66,30 @@ def start_simulator(batch_delay: float) -> tuple[subprocess.Popen[bytes], str]:
 async def load(url: str, requests: int, clients: int) -> tuple[float, int]:
     left = iter(range(requests))
     failures = 0
+    errors: dict[str, int] = {}
     bar = tqdm(total=requests, desc="deferred requests", unit="req")
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # idle connections dropped before the server (uvicorn: 5 s) closes them under a request being sent
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
         async def client(c: int) -> None:
             nonlocal failures
             for i in left:
                 body = {"model": "gpt-4o-mini", "max_tokens": 30,
                         "messages": [{"role": "user", "content": f"Client {c} classifies ticket {i}."}]}
-                got = await http.post("/v1/chat/completions", json=body, headers={"x-scrimp-defer": "1h"})
-                if got.status_code != 200 or not got.json()["choices"][0]["message"]["content"]:
-                    failures += 1
+                try:
+                    got = await http.post("/v1/chat/completions", json=body, headers={"x-scrimp-defer": "1h"})
+                    ok = got.status_code == 200 and bool(got.json()["choices"][0]["message"]["content"])
+                except httpx.HTTPError as exc:
+                    ok = False
+                    errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                failures += not ok
                 bar.update()
         t0 = time.perf_counter()
         await asyncio.gather(*(client(c) for c in range(clients)))
         wall = time.perf_counter() - t0
     bar.close()
+    if errors:
+        print("client errors:", errors)
     return wall, failures
 
 
@@ -114,6 +122,7 @@ def main() -> None:
     ap.add_argument("--max-wait", type=float, default=0.5, help="the lane's max_wait_s")
     ap.add_argument("--batch-delay", type=float, default=0.5, help="the simulator's batch completion delay (s)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--keep-log", help="copy the gateway's log to this file")
     args = ap.parse_args()
     sim, sim_url = start_simulator(args.batch_delay)
     try:
@@ -132,6 +141,8 @@ def main() -> None:
                 twice = nightly(gw.url, sim_url, ledger, 2)
             finally:
                 gw.stop()
+                if args.keep_log:
+                    Path(args.keep_log).write_text(gw.log.read_text())
             with sqlite3.connect(ledger) as conn:
                 batches, lines = conn.execute("SELECT COUNT(*), SUM(lines) FROM batch_batches").fetchone()
                 rows = conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0]

@@ -48,6 +48,12 @@ class Lane:
         return self.sim.counters.snapshot()["endpoints"].get(name, 0)
 
 
+@pytest.fixture
+def lane_settings() -> tuple[dict[str, Any], str]:
+    """(the lane's fast test options, the PostgreSQL DSN)."""
+    return dict(FAST), PG_DSN
+
+
 @pytest.fixture(scope="module")
 def sim():
     with run_simulator(SimConfig(batch_delay_s=0.2)) as (url, app):
