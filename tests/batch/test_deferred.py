@@ -4,6 +4,7 @@ recorded once, with the batch discount under the lever "batch"."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 
 import anthropic
 import openai
@@ -92,3 +93,17 @@ def test_bad_window_is_refused_in_the_callers_shape(make_lane):
     with pytest.raises(anthropic.BadRequestError, match="x-scrimp-defer"):
         an(lane.url).messages.create(model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user",
                                      "content": "x"}], extra_headers={"x-scrimp-defer": "soon"})
+
+
+def test_deferred_responses_api_call(make_lane, sim):
+    lane = make_lane()
+    client = oa(lane.url)
+    got = client.responses.create(model="gpt-4o-mini", input="Summarise the night's tickets.", max_output_tokens=40,
+                                  extra_headers={"x-scrimp-defer": "1h"})
+    direct = oa(sim[0]).responses.create(model="gpt-4o-mini", input="Summarise the night's tickets.",
+                                         max_output_tokens=40)
+    assert got.output_text == direct.output_text
+    [row] = lane.rows()
+    assert row["inbound"] == "responses" and json.loads(row["decisions"])["batch"] == "deferred"
+    full = (got.usage.input_tokens * GPT4O_MINI[0] + got.usage.output_tokens * GPT4O_MINI[1]) / 1e6
+    assert row["cost_usd"] == pytest.approx(full / 2)
