@@ -189,7 +189,11 @@ class BatchStage(Stage):
             call.decisions["batch"] = "merged"
         if self.worker is not None:
             self.worker.kick()
-        line = await self._wait(call.request_id, future)
+        try:
+            line = await self._wait(call.request_id, future)
+        except APIError:
+            call.recorded = True  # the line is still queued: it is recorded when it finishes, not as this error
+            raise
         return await self._answer(call, line, record=True)
 
     async def _retry(self, call: Call, line: Line) -> Reply:

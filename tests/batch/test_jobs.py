@@ -166,3 +166,25 @@ def test_job_errors_in_the_callers_shape(make_lane):
     no_secret = httpx.post(lane.url + "/v1/scrimp/jobs", json={"requests": [{"body": question("x")}],
                                                                "webhook": "http://127.0.0.1:9/x"})
     assert no_secret.status_code == 400 and "webhook_secret" in no_secret.json()["error"]["message"]
+
+
+def test_a_request_that_stops_waiting_leaves_its_line_to_finish(make_lane):
+    lane = make_lane(batch={"max_wait_for_answer_s": 0.1, "max_wait_s": 2.5})
+    c = openai.OpenAI(base_url=lane.url + "/v1", api_key="k", max_retries=0, timeout=30)
+    with pytest.raises(openai.APIStatusError) as caught:
+        c.chat.completions.create(**question("A slow nightly line", temperature=0.5),
+                                  extra_headers={"x-scrimp-defer": "1h"})
+    assert caught.value.status_code == 504 and "/v1/scrimp/jobs/" in caught.value.message
+    line_id = caught.value.response.headers["x-scrimp-request-id"]
+    got = {}
+    deadline = time.monotonic() + 20
+    while got.get("status") != "succeeded":
+        assert time.monotonic() < deadline, got
+        time.sleep(0.1)
+        got = httpx.get(f"{lane.url}/v1/scrimp/jobs/{line_id}", headers={"authorization": "Bearer k"}).json()
+    deadline = time.monotonic() + 10
+    while not lane.rows():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    [row] = lane.rows()  # one row: the line's, billed at the batch rate; none for the 504
+    assert row["request_id"] == line_id and row["status"] == "ok" and row["cost_usd"] > 0
