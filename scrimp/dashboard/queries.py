@@ -16,7 +16,8 @@ from scrimp.stage import LedgerWriter
 
 MAX_DAYS = 400
 HOURLY_UP_TO_S = 14 * 86400  # longer periods are drawn by day
-MAX_ROLLUP_ROWS = 200_000  # a period x keys beyond this is cut (and said so)
+MAX_KEYS = 20_000  # (dimension, key) pairs read for a period; beyond, the answer says it was cut
+MAX_LISTED = 100  # rows per breakdown in the answer (the largest by spend)
 TOP = 6  # series per breakdown chart; the rest are summed as "other"
 SCAN_ROWS = 10_000  # ledger rows one page of calls may read
 PAGE = 50
@@ -104,34 +105,38 @@ def _zero() -> dict[str, float]:
     return dict.fromkeys(MEASURES, 0.0)
 
 
-def _add(acc: dict[str, float], values: tuple) -> None:
-    for m, v in zip(MEASURES, values, strict=True):
-        acc[m] += v or 0
-
-
 def overview(store: LedgerWriter, f: Filters) -> dict[str, Any]:
-    """Everything the page draws, in one answer."""
+    """Everything the page draws, in one answer, from three aggregate queries over one index range of the
+    roll-ups (the filter's scope, the period's buckets): totals per dimension and key, the overall series,
+    and the top keys' series of the stacked breakdowns."""
     span, seconds = _span(f)
     lo, hi = int(f.since // seconds), int(f.until // seconds)
-    rows = store.query(
-        f"SELECT bucket, dim, key, {', '.join(MEASURES)} FROM rollups WHERE tenant = ? AND feature = ? AND span = ? "
-        f"AND bucket >= ? AND bucket <= ? LIMIT {MAX_ROLLUP_ROWS + 1}", (f.tenant, f.feature, span, lo, hi))
-    truncated = len(rows) > MAX_ROLLUP_ROWS
+    scope = "tenant = ? AND feature = ? AND span = ? AND bucket >= ? AND bucket <= ?"
+    args = (f.tenant, f.feature, span, lo, hi)
+    sums = ", ".join(f"SUM({m})" for m in MEASURES)
+    totals: dict[str, dict[str, dict[str, float]]] = {d: {} for d in DIMS}
+    rows = store.query(f"SELECT dim, key, {sums} FROM rollups WHERE {scope} GROUP BY dim, key "
+                       f"LIMIT {MAX_KEYS + 1}", args)
+    truncated = len(rows) > MAX_KEYS
+    for dim, key, *values in rows[:MAX_KEYS]:
+        totals.setdefault(dim, {})[key] = _sums(values)
     buckets = list(range(lo, hi + 1))
     index = {b: i for i, b in enumerate(buckets)}
-    per_bucket: dict[str, dict[str, list[dict[str, float]]]] = {}  # dim -> key -> per-bucket sums
-    totals: dict[str, dict[str, dict[str, float]]] = {d: {} for d in DIMS}  # dim -> key -> sums over the period
-    for bucket, dim, key, *values in rows[:MAX_ROLLUP_ROWS]:
-        t = totals.setdefault(dim, {}).setdefault(key, _zero())
-        _add(t, values)
-        if dim in ("all", *STACKED):
-            series = per_bucket.setdefault(dim, {}).setdefault(key, [])
-            if not series:
-                series.extend(_zero() for _ in buckets)
-            _add(series[index[int(bucket)]], values)
-    all_series = per_bucket.get("all", {}).get("", [_zero() for _ in buckets])
+    all_series = [_zero() for _ in buckets]
+    for bucket, *values in store.query(f"SELECT bucket, {', '.join(MEASURES)} FROM rollups WHERE {scope} "
+                                       "AND dim = 'all' AND key = ''", args):
+        all_series[index[int(bucket)]] = _sums(values)
     overall = totals["all"].get("", _zero())
-    out: dict[str, Any] = {
+    # a filtered tenant / feature has no rows of its own dimension in its scope: it is the whole of it
+    for dim, chosen in (("tenant", f.tenant), ("feature", f.feature)):
+        if chosen and not totals.get(dim) and overall["calls"]:
+            totals[dim] = {chosen: overall}
+    stacked = _stacked(store, scope, args, totals, index)
+    for dim, chosen in (("tenant", f.tenant), ("feature", f.feature)):
+        if chosen and not stacked[dim]["keys"] and overall["calls"]:
+            stacked[dim] = {"keys": [chosen], "spend": [[round(m["cost_usd"], 9) for m in all_series]],
+                            "saved": [[round(m["saved_usd"], 9) for m in all_series]]}
+    return {
         "filters": {"since": f.since, "until": f.until, "tenant": f.tenant, "feature": f.feature},
         "span": span, "buckets": [b * seconds for b in buckets], "truncated": truncated,
         "totals": _figures(overall),
@@ -140,36 +145,52 @@ def overview(store: LedgerWriter, f: Filters) -> dict[str, Any]:
                                 "exact_hit_rate", "semantic_hit_rate", "prompt_cache_read_share",
                                 "latency_p50_ms", "latency_p95_ms")},
         "breakdowns": {dim: sorted(({"key": k, **_figures(m)} for k, m in keys.items()),
-                                   key=lambda r: (-r["cost_usd"], -r["calls"], -r["records"], r["key"]))
+                                   key=lambda r: (-r["cost_usd"], -r["calls"], -r["records"], r["key"]))[:MAX_LISTED]
                        for dim, keys in totals.items() if dim != "all"},
-        "stacked": {dim: _stacked(dim, per_bucket.get(dim, {}), totals.get(dim, {})) for dim in STACKED},
+        "stacked": stacked,
         "choices": _choices(store, f),
     }
-    return out
 
 
 _DERIVED = {"exact_hit_rate", "semantic_hit_rate", "prompt_cache_read_share", "latency_p50_ms", "latency_p95_ms"}
 
 
-def _stacked(dim: str, series: dict[str, list[dict[str, float]]], totals: dict[str, dict[str, float]]) -> dict:
-    """Spend and saving over time for the TOP keys of a breakdown, the rest as "other". For levers, the spend
-    is their cost records and the saving their net (saving records - cost records)."""
-    def spend(m: dict[str, float]) -> float:
-        return m["extra_cost_usd"] if dim == "lever" else m["cost_usd"]
+def _sums(values: list[Any]) -> dict[str, float]:
+    return {m: float(v or 0) for m, v in zip(MEASURES, values, strict=True)}
 
-    def saved(m: dict[str, float]) -> float:
-        return m["saving_usd"] - m["extra_cost_usd"] if dim == "lever" else m["saved_usd"]
 
-    order = sorted(series, key=lambda k: -(abs(spend(totals[k])) + abs(saved(totals[k]))))
-    top, rest = order[:TOP], order[TOP:]
-    out = {"keys": top + (["other"] if rest else []), "spend": [], "saved": []}
-    for k in top:
-        out["spend"].append([round(spend(m), 9) for m in series[k]])
-        out["saved"].append([round(saved(m), 9) for m in series[k]])
-    if rest:
-        n = len(series[rest[0]])
-        out["spend"].append([round(sum(spend(series[k][i]) for k in rest), 9) for i in range(n)])
-        out["saved"].append([round(sum(saved(series[k][i]) for k in rest), 9) for i in range(n)])
+def _stacked(store: LedgerWriter, scope: str, args: tuple, totals: dict[str, dict[str, dict[str, float]]],
+             index: dict[int, int]) -> dict[str, Any]:
+    """Spend and saving over time by feature, model, tenant and lever: the TOP keys of each (by spend and saving
+    over the period), the rest summed as "other" by the database. For levers, the spend is their cost records and
+    the saving their net (saving records - cost records)."""
+    def size(dim: str, m: dict[str, float]) -> float:
+        if dim == "lever":
+            return abs(m["saving_usd"]) + abs(m["extra_cost_usd"])
+        return abs(m["cost_usd"]) + abs(m["saved_usd"])
+
+    top = {dim: sorted(totals.get(dim, {}), key=lambda k, d=dim: -size(d, totals[d][k]))[:TOP] for dim in STACKED}
+    case, params = [], []
+    for dim in STACKED:
+        if top[dim]:
+            case.append(f"(dim = ? AND key IN ({', '.join('?' * len(top[dim]))}))")
+            params += [dim, *top[dim]]
+    named = f"CASE WHEN {' OR '.join(case)} THEN key ELSE '~other' END" if case else "'~other'"
+    rows = store.query(f"SELECT dim, {named} AS k, bucket, SUM(cost_usd), SUM(saved_usd), SUM(saving_usd), "
+                       f"SUM(extra_cost_usd) FROM rollups WHERE {scope} AND dim IN ({', '.join('?' * len(STACKED))}) "
+                       "GROUP BY dim, k, bucket", (*params, *args, *STACKED))
+    n = len(index)
+    series: dict[str, dict[str, tuple[list[float], list[float]]]] = {d: {} for d in STACKED}
+    for dim, key, bucket, cost, saved, saving, extra in rows:
+        spend_s, saved_s = series[dim].setdefault(key, ([0.0] * n, [0.0] * n))
+        i = index[int(bucket)]
+        spend_s[i] = round(float(extra if dim == "lever" else cost), 9)
+        saved_s[i] = round(float((saving or 0) - (extra or 0) if dim == "lever" else saved), 9)
+    out = {}
+    for dim in STACKED:
+        keys = [k for k in top[dim] if k in series[dim]] + (["~other"] if "~other" in series[dim] else [])
+        out[dim] = {"keys": [k if k != "~other" else "other" for k in keys],
+                    "spend": [series[dim][k][0] for k in keys], "saved": [series[dim][k][1] for k in keys]}
     return out
 
 
@@ -221,8 +242,10 @@ def _matches(dim: str, key: str, r: dict[str, Any]) -> bool:
 def calls(store: LedgerWriter, f: Filters, dim: str = "all", key: str = "", after: str | None = None,
           limit: int = PAGE) -> dict[str, Any]:
     """Newest first, keyset-paginated by (ts, request_id): `next` is the cursor of the following page. One page
-    reads at most SCAN_ROWS rows of the period; when they hold fewer matches than a page, the page is short and
-    `next` still continues from where the scan stopped (so a rare key never makes one request unbounded)."""
+    reads at most SCAN_ROWS rows of the period, walking the `ts` index backwards (no sort in the database); when
+    they hold fewer matches than a page, the page is short and `next` continues from where the scan stopped, so
+    a rare key never makes one request unbounded. Filters are applied here, with the roll-ups' definitions (an
+    index on tenant would make the database sort all of a tenant's calls)."""
     limit = max(1, min(int(limit), 500))
     hi_ts, hi_id = f.until, "\uffff"
     if after:
@@ -231,21 +254,25 @@ def calls(store: LedgerWriter, f: Filters, dim: str = "all", key: str = "", afte
             hi_ts, hi_id = float(ts_text), rid
         except ValueError as exc:
             raise BadQuery("after: expected the cursor of a previous page") from exc
-    where = ["ts >= ?", "(ts < ? OR (ts = ? AND request_id < ?))"]
-    params: list[Any] = [f.since, hi_ts, hi_ts, hi_id]
-    rows = store.query(f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE {' AND '.join(where)} "
-                       f"ORDER BY ts DESC, request_id DESC LIMIT {SCAN_ROWS}", params)
+    rows = store.query(f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE ts >= ? AND ts <= ? "
+                       f"ORDER BY ts DESC LIMIT {SCAN_ROWS}", (f.since, hi_ts))
+    full = len(rows) == SCAN_ROWS
+    if full and rows[0][0] != rows[-1][0]:  # the last instant may be cut short: the next page reads it whole
+        cut = rows[-1][0]
+        rows = [r for r in rows if r[0] != cut]
+    rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
     found, last = [], None
     for values in rows:
         r = dict(zip(CALL_COLUMNS, values, strict=True))
+        if (r["ts"], r["request_id"]) >= (hi_ts, hi_id):
+            continue  # on the previous page
         last = r
-        # filters in Python, not SQL: an index on tenant would make the database sort all of a tenant's calls
         if (not f.tenant or _name(r["tenant"]) == f.tenant) and (not f.feature or _name(r["feature"]) == f.feature) \
                 and _matches(dim, key, r):
             found.append(r)
             if len(found) == limit:
                 break
-    more = len(found) == limit or len(rows) == SCAN_ROWS
+    more = len(found) == limit or full
     cursor = f"{last['ts']!r},{last['request_id']}" if last is not None and more else None
     for r in found:
         r["route"] = route_of(r.pop("decisions"))
