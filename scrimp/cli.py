@@ -27,6 +27,7 @@ def _register() -> None:
         ("scrimp.audit_cli", "audit"),
         ("scrimp.simulate_cli", "simulate"),
         ("scrimp.calc_cli", "calc"),
+        ("scrimp.trim_cli", "trim"),
     ]:
         try:
             mod = importlib.import_module(module)

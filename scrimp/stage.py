@@ -178,6 +178,7 @@ BUILT_INS = {
     "structured": "scrimp.structured.stage:StructuredStage",
     "request_log": "scrimp.requestlog.stage:RequestLogStage",
     "rate_limits": "scrimp.ratelimit.stage:RateLimitsStage",
+    "trim": "scrimp.trim.stage:TrimStage",
 }
 
 
