@@ -49,7 +49,7 @@ def test_create_list_revoke(config):
               "billing", "--budget-usd", "25", "--period", "month")
     secret = out.strip().splitlines()[-1]
     assert secret.startswith("sk-scrimp-") and len(secret) > 40 and secret == secret.strip()
-    assert "not enforced yet" in out
+    assert "budget: $25 per month (enforced by the budgets stage" in out
     out2 = run("keys", "create", "--config", config, "--tenant", "platform", "--may-set-tenant")
     other = out2.strip().splitlines()[-1]
     assert other != secret
