@@ -10,17 +10,21 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-# (label, pattern, group to replace: 0 = the whole match)
-DEFAULT_RULES: list[tuple[str, str, int]] = [
-    ("email", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", 0),
-    ("api_key", r"\bsk-[A-Za-z0-9_-]{16,}", 0),
-    ("api_key", r"\bAKIA[0-9A-Z]{16}\b", 0),
-    ("api_key", r"\bAIza[0-9A-Za-z_-]{35}\b", 0),
-    ("api_key", r"\bgh[pousr]_[A-Za-z0-9]{30,}\b", 0),
-    ("api_key", r"\bxox[abprs]-[A-Za-z0-9-]{10,}", 0),
-    ("api_key", r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{16,}=*)", 1),
-    ("api_key", r"(?i)\b(?:api[_-]?key|secret|access[_-]?token|password)\b[\"']?\s*[:=]\s*[\"']?([^\s\"',;]{8,})", 1),
+# (label, pattern, hints): a pattern with a group named `v` has only that part replaced (the name of an
+# assignment stays). A pattern runs only on strings holding one of its hints (looked for in the lower-cased
+# string): most strings hold none, and a regex pass per string per rule is what redaction would cost otherwise.
+DEFAULT_RULES: list[tuple[str, str, tuple[str, ...]]] = [
+    ("email", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", ("@",)),
+    ("api_key", r"\bsk-[A-Za-z0-9_-]{16,}", ("sk-",)),
+    ("api_key", r"\bAKIA[0-9A-Z]{16}\b", ("akia",)),
+    ("api_key", r"\bAIza[0-9A-Za-z_-]{35}\b", ("aiza",)),
+    ("api_key", r"\bgh[pousr]_[A-Za-z0-9]{30,}\b", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
+    ("api_key", r"\bxox[abprs]-[A-Za-z0-9-]{10,}", ("xox",)),
+    ("api_key", r"\b(?i:bearer)\s+(?P<v>[A-Za-z0-9._~+/-]{16,}=*)", ("bearer",)),
+    ("api_key", r"\b(?i:api[_-]?key|secret|access[_-]?token|password)\b[\"']?\s*[:=]\s*[\"']?(?P<v>[^\s\"',;]{8,})",
+     ("key", "secret", "token", "password")),
 ]
+MIN_SECRET_CHARS = 6  # shorter strings ("text", "user", "end_turn") hold no address or key: not scanned
 
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\*|\d+)\]")
 
@@ -55,27 +59,35 @@ class Redactor:
     replacement: str = "[REDACTED]"
 
     def __post_init__(self) -> None:
-        rules = [(label, re.compile(p), g) for label, p, g in DEFAULT_RULES] if self.defaults else []
-        rules += [("custom", re.compile(p), 0) for p in self.patterns]
-        self._rules = rules
+        rules = DEFAULT_RULES if self.defaults else []
+        self._rules = [(f"[REDACTED:{label}]", re.compile(pattern), hints) for label, pattern, hints in rules]
+        self._custom = [re.compile(p) for p in self.patterns]
         self._paths = [parse_path(p) for p in self.json_paths]
 
     def text(self, value: str) -> str:
-        for label, rx, group in self._rules:
-            marker = self.replacement if label == "custom" else f"[REDACTED:{label}]"
-            if group == 0:
-                value = rx.sub(marker, value)
+        if len(value) < MIN_SECRET_CHARS:
+            return value
+        low = value.lower()
+        for marker, rx, hints in self._rules:
+            if not any(h in low for h in hints):
+                continue
+            if "v" in rx.groupindex:
+                value = rx.sub(lambda m, k=marker: m.group()[:m.start("v") - m.start()] + k
+                               + m.group()[m.end("v") - m.start():], value)
             else:
-                value = rx.sub(lambda m, g=group, k=marker: m.group(0)[:m.start(g) - m.start(0)] + k
-                               + m.group(0)[m.end(g) - m.start(0):], value)
+                value = rx.sub(marker, value)
+            low = value.lower()
+        for rx in self._custom:
+            value = rx.sub(self.replacement, value)
         return value
 
     def body(self, data: Any) -> Any:
-        """A copy of a JSON-like value with the paths replaced and every string passed through the regexes."""
-        data = _copy(data)
+        """A redacted copy of a JSON-like value: every string through the regexes, then the paths replaced
+        (on the copy; the input is never changed)."""
+        out = self._walk(data)
         for steps in self._paths:
-            data = _replace_path(data, steps, self.replacement)
-        return self._walk(data)
+            out = _replace_path(out, steps, self.replacement)
+        return out
 
     def _walk(self, data: Any) -> Any:
         if isinstance(data, str):
@@ -83,18 +95,12 @@ class Redactor:
         if isinstance(data, list):
             return [self._walk(v) for v in data]
         if isinstance(data, dict):
-            return {k: self._walk(v) for k, v in data.items()}
+            return {k: v if k in _FIXED else self._walk(v) for k, v in data.items()}
         return data
 
 
-def _copy(data: Any) -> Any:
-    if isinstance(data, list):
-        return [_copy(v) for v in data]
-    if isinstance(data, dict):
-        return {k: _copy(v) for k, v in data.items()}
-    return data
-
-
+# Canonical fields whose values are names from a fixed set, never text a caller wrote: not scanned.
+_FIXED = frozenset({"type", "role", "model", "inbound", "stop_reason", "tool_choice"})
 def _replace_path(node: Any, steps: list[str | int], marker: str) -> Any:
     if not steps:
         return marker if node is not None else None

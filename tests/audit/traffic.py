@@ -65,7 +65,7 @@ def generate(store: Any, end: datetime, seed: int = 3) -> dict[str, Any]:
         usage = Usage(input=request_input_tokens(req), output=out_tokens or count_tokens(answer))
         cost = pricing.cost(model, provider, usage)
         row = dict.fromkeys(NAMES)
-        row.update(ts=ts, request_id=f"req_{n:06d}", tenant="acme", feature=feature, inbound="openai",
+        row.update(ts=ts, request_id=f"req_{seed}_{n:06d}", tenant="acme", feature=feature, inbound="openai",
                    requested_model=model, served_model=model, provider=provider, input_tokens=usage.input,
                    output_tokens=usage.output, cache_read_tokens=0, cache_write_5m_tokens=0,
                    cache_write_1h_tokens=0, reasoning_tokens=0, cost_usd=cost, baseline_usd=cost, saved_usd=0.0,

@@ -48,3 +48,17 @@ def test_bad_paths_are_refused():
     assert parse_path("a.b[2].*") == ["a", "b", 2, "*"]
     with pytest.raises(ValueError):
         parse_path("a[x")
+
+
+def test_bad_rules_are_refused_with_the_config_line(tmp_path):
+    from scrimp.gateway.config import load
+    from scrimp.options import ConfigError
+
+    config = tmp_path / "scrimp.yaml"
+    config.write_text("models: []\nstages:\n  - ledger: {path: l.db}\n  - request_log:\n      features: [faq]\n"
+                      "      redact:\n        patterns: ['(unclosed']\n")
+    with pytest.raises(ConfigError, match=r"line 7.*request_log\.redact\.patterns\[0\].*not a valid regex"):
+        load(config, models_required=False)
+    config.write_text("models: []\nstages:\n  - ledger: {path: l.db}\n  - request_log: {features: []}\n")
+    with pytest.raises(ConfigError, match=r"features: name the features to log"):
+        load(config, models_required=False)

@@ -4,17 +4,20 @@ long system prompt that keep the provider's prompt cache from ever being read.""
 
 from __future__ import annotations
 
+import os
+import re
 from collections import defaultdict
 from typing import Any
 
 from scrimp.audit.checks.spend import _deterministic, request_key
 from scrimp.audit.data import Traffic
 from scrimp.audit.findings import Finding, answered, price
-from scrimp.audit.template import template, volatile_parts
+from scrimp.audit.template import volatile_parts
 from scrimp.canonical import Usage
 from scrimp.tokens import count_tokens
 
 MIN_PREFIX_TOKENS = 1024  # the shortest prefix either provider caches
+_DIGITS = re.compile(r"\d+")
 
 
 def repeated_requests(traffic: Traffic) -> list[Finding]:
@@ -75,7 +78,9 @@ def volatile_prefixes(traffic: Traffic) -> list[Finding]:
         system = "\n".join(b.get("text", "") for b in (entry["request_json"] or {}).get("system") or []
                            if isinstance(b, dict))
         if system:
-            groups[(c["feature"] or "-", template(system, 10_000))].append((c, system))
+            # grouped with the digits masked (dates, times, counters, ids): cheap on long prompts, where the full
+            # template's rules would cost a regex pass each
+            groups[(c["feature"] or "-", _DIGITS.sub("0", system))].append((c, system))
     findings = []
     for (feature, _tmpl), items in groups.items():
         texts = [s for _c, s in items]
@@ -85,7 +90,10 @@ def volatile_prefixes(traffic: Traffic) -> list[Finding]:
         tokens = count_tokens(texts[-1])
         if tokens < MIN_PREFIX_TOKENS:
             continue
-        parts = volatile_parts(texts)
+        # what varies, read around where the texts first differ (the cache is read up to there)
+        sample = list(dict.fromkeys(texts))[:50]
+        cut = len(os.path.commonprefix(sample))
+        parts = volatile_parts([t[max(0, cut - 60):cut + 200] for t in sample])
         if not parts:
             continue
         # Moved out of the prefix, the rest would be read from cache on every call but the first (at the cache
