@@ -94,4 +94,6 @@ def render(result: dict) -> str:
                   f"(by cause: {causes})")]
     for stage, why in result["not_replayed"].items():
         lines.append(f"not replayed: {stage}: {why}")
+    for what in result.get("replaced", []):
+        lines.append(f"replaced: {what}")
     return "\n".join(lines)

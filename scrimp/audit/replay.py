@@ -45,10 +45,10 @@ class ReplayClock:
 
 def isolated(config: Any, sim_url: str, tmp: Path) -> tuple[Any, dict[str, Any]]:
     """The config with every model at the simulator and every stage's store in `tmp`; also the batch lane's
-    section, if any (replaced by pricing)."""
+    section, if any (replaced by pricing), with `_replaced`: what else the replay does differently."""
     from scrimp.stage import stage_class
 
-    pairs, batch = [], {}
+    pairs, batch, dropped = [], {}, []
     for section, where in zip(config.stages, config.stage_wheres, strict=False):
         name = section["name"]
         if name in NOT_REPLAYED:
@@ -62,6 +62,10 @@ def isolated(config: Any, sim_url: str, tmp: Path) -> tuple[Any, dict[str, Any]]
         else:
             if "path" in fields:
                 section["path"] = str(tmp / f"{name}.db")
+            if "index_dir" in fields:
+                section["index_dir"] = ""  # no graph files written beside the real ones
+            if section.pop("embeddings", None) is not None:  # a remote embedding API is a provider call
+                dropped.append(f"{name}: embeddings from the local model, not the configured endpoint")
             for key in ("dsn", "redis_url"):
                 section.pop(key, None)
             if section.get("backend") == "redis":
@@ -74,6 +78,7 @@ def isolated(config: Any, sim_url: str, tmp: Path) -> tuple[Any, dict[str, Any]]
     models = {name: dataclasses.replace(spec, base_url=sim_url + "/v1" if spec.provider == "openai" else sim_url,
                                         api_key="sim")
               for name, spec in config.models.items()}
+    batch["_replaced"] = dropped
     return dataclasses.replace(config, models=models, stages=[s for s, _ in pairs],
                                stage_wheres=[w for _, w in pairs], auth=None), batch
 
@@ -245,12 +250,14 @@ def simulate(source: LedgerStore, config: Any, since: float | None, until: float
         "saving_usd": recorded["cost_usd"] - simulated["cost_usd"],
         "quality_risk": changed_answers(entries, outcomes),
         "not_replayed": {k: v for k, v in NOT_REPLAYED.items() if any(s["name"] == k for s in config.stages)},
+        "replaced": batch.get("_replaced", []),
     }
 
 
 def _batch(simulated: dict[str, Any], batch: dict[str, Any], outcomes: list[dict[str, Any]]) -> None:
     """The batch lane's saving, priced: its deferred (or flex) features' provider-answered calls at half price."""
-    deferred = {f for f, p in (batch.get("features") or {}).items() if (p or {}).get("defer") or (p or {}).get("flex")}
+    features = batch.get("features") or {}
+    deferred = {f for f, p in features.items() if (p or {}).get("defer") or (p or {}).get("flex")}
     if not deferred:
         return
     usd = sum(o["cost"] for o in outcomes if o["feature"] in deferred and o.get("ok")

@@ -48,7 +48,8 @@ class Limits:
 
 class RequestLogWriter:
     batch_size = 200  # rows per INSERT statement (SQLite allows 32766 parameters: 200 x 18 fits)
-    batch_window_s = 0.5
+    batch_window_s = 0.5  # waited for only while fewer than `gather` entries are queued
+    gather = 1000  # entries taken per round (several statements, one purge check)
     max_queue = 10_000
 
     def __init__(self, store: RequestLogStore, redactor: Redactor, limits: Limits,
@@ -97,10 +98,10 @@ class RequestLogWriter:
         stop = False
         while not stop:
             items = [self._queue.get()]
-            if isinstance(items[0], Pending):
+            if isinstance(items[0], Pending) and self._queue.qsize() < self.gather:
                 self._wake.wait(self.batch_window_s)  # gather a batch; flush() and close() cut it short
                 self._wake.clear()
-            while len(items) < self.batch_size * 5:
+            while len(items) < self.gather:
                 try:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
