@@ -83,6 +83,7 @@ class ExactCacheOptions:
     url: str = "redis://127.0.0.1:6379/0"  # redis
     prefix: str = "scrimp:exact:"  # redis key prefix
     max_entries: int = 100_000
+    max_entries_per_tenant: int | None = None  # one tenant filling the cache evicts its own entries only
     ttl_s: float = 86_400.0
     features: dict[str, ExactFeaturePolicy] = field(default_factory=dict)
 
@@ -119,9 +120,10 @@ class ExactCacheStage(Stage):
     @classmethod
     def build(cls, options: ExactCacheOptions, ctx: StageContext) -> ExactCacheStage:
         if options.backend == "redis":
-            backend: CacheBackend = RedisBackend(options.url, options.prefix, options.max_entries)
+            backend: CacheBackend = RedisBackend(options.url, options.prefix, options.max_entries,
+                                                 options.max_entries_per_tenant)
         else:
-            backend = SQLiteBackend(options.path, options.max_entries)
+            backend = SQLiteBackend(options.path, options.max_entries, options.max_entries_per_tenant)
         return cls(backend, ttl_s=options.ttl_s, features=options.features)
 
     def _policy(self, call: Call) -> ExactFeaturePolicy:

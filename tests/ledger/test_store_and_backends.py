@@ -126,3 +126,31 @@ async def test_invalidation_by_prefix(backend):
     await backend.set("tenant2:x", b"2", ttl_s=60)
     assert await backend.delete_prefix("tenant1:") == 1
     assert await backend.get("tenant1:x") is None and await backend.get("tenant2:x") == b"2"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_one_tenant_filling_the_cache_evicts_only_its_own_entries(kind, tmp_path):
+    prefix = "scrimp-test-" + uuid.uuid4().hex[:10] + ":"
+    b = (SQLiteBackend(tmp_path / "cache.db", max_entries=100, max_per_tenant=3) if kind == "sqlite"
+         else RedisBackend(REDIS_URL, prefix, max_entries=100, max_per_tenant=3))
+    try:
+        await b.set("bbbb:1", b"neighbour", ttl_s=60)
+        await b.set("bbbb:2", b"neighbour", ttl_s=60)
+        for i in range(20):  # a noisy tenant
+            await b.set(f"aaaa:{i:02d}", b"x", ttl_s=60)
+            await asyncio.sleep(0.002)
+        await b.get("aaaa:17")  # used again: not the least recently used any more
+        await asyncio.sleep(0.002)
+        await b.set("aaaa:20", b"x", ttl_s=60)
+        kept = [i for i in range(21) if await b.get(f"aaaa:{i:02d}") is not None]
+        assert kept == [17, 19, 20]  # its three most recently used
+        assert await b.get("bbbb:1") == b"neighbour" and await b.get("bbbb:2") == b"neighbour"
+        assert await b.count() == 5
+        assert await b.delete_prefix("aaaa:") == 3
+    finally:
+        await b.close()
+        if kind == "redis":
+            r = redis.from_url(REDIS_URL)
+            keys = list(r.scan_iter(match=prefix + "*"))
+            if keys:
+                r.delete(*keys)
