@@ -15,6 +15,10 @@ def _change(trend: dict[str, Any]) -> str:
     return "-" if c is None else f"{c:+.0%}"
 
 
+def _share(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0%}"
+
+
 def render(report: dict[str, Any]) -> str:
     t, p = report["totals"], report["period"]
     lines = [f"scrimp audit: {p['since']} to {p['until']} ({p['days']:g} days)", "",
@@ -25,11 +29,13 @@ def render(report: dict[str, Any]) -> str:
              (f"levers below would save {_usd(t['potential_saving_usd'])} over the period "
              f"(~{_usd(t['potential_saving_month_usd'])} a month), untested model moves aside"), ""]
     lines.append(f"{'feature':<22}{'calls':>8}{'spend':>12}{'$/success':>12}{'trend':>7}{'cache hit':>10}"
-                 f"{'avg in':>8}{'avg out':>8}{'streamed':>9}")
+                 f"{'avg in':>8}{'trim':>6}{'avg out':>8}{'no max':>7}{'streamed':>9}")
     for f in report["features"]:
         lines.append(f"{f['feature'][:21]:<22}{f['calls']:>8}{_usd(f['cost_usd']):>12}"
                      f"{_usd(f['cost_per_success_usd'], 5):>12}{_change(f['trend']):>7}{f['cache_hit_rate']:>10.0%}"
-                     f"{f['avg_input_tokens']:>8.0f}{f['avg_output_tokens']:>8.0f}{f['streamed_share']:>9.0%}")
+                     f"{f['avg_input_tokens']:>8.0f}{_share(f.get('trimmable_share')):>6}"
+                     f"{f['avg_output_tokens']:>8.0f}{_share(f.get('no_max_tokens_share')):>7}"
+                     f"{f['streamed_share']:>9.0%}")
     if report["prompts"]:
         lines += ["", "top prompts by spend (normalised template):"]
         for r in report["prompts"][:10]:

@@ -19,11 +19,13 @@ SECTIONS = {  # check -> the checklist section it belongs to
 def audit(traffic: Traffic, cheaper: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
     findings: list[Finding] = []
     notes: list[str] = []
+    trimmable: dict[str, float] = {}  # feature -> share of input a trimmer would drop (logged calls)
+    uncapped: dict[str, float] = {}  # feature -> share of calls without max_tokens (logged calls)
     if traffic.request_log:
         findings += caching.repeated_requests(traffic)
         findings += caching.volatile_prefixes(traffic)
-        findings += tokens.trimmable_input(traffic)
-        findings += tokens.uncapped_output(traffic)
+        findings += tokens.trimmable_input(traffic, trimmable)
+        findings += tokens.uncapped_output(traffic, uncapped)
         findings += offload.offload_candidates(traffic)
         logged = sum(1 for c in traffic.calls if c["request_id"] in traffic.logged)
         if logged < len(traffic.calls):
@@ -42,6 +44,9 @@ def audit(traffic: Traffic, cheaper: dict[str, tuple[str, str]] | None = None) -
     findings += batch.batchable(traffic)
     findings.sort(key=lambda f: (f.confidence == "untested", -f.saving_usd))
     features = spend.features(traffic)
+    for row in features:
+        row["trimmable_share"] = trimmable.get(row["feature"])
+        row["no_max_tokens_share"] = uncapped.get(row["feature"])
     total_cost = sum(c["cost_usd"] for c in traffic.calls)
     shadow_cost = sum(c["cost_usd"] for c in traffic.shadow_calls)
     ok = sum(1 for c in traffic.calls if c["status"] == spend.SUCCESS)

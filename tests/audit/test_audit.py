@@ -57,6 +57,14 @@ def test_audit_names_the_planted_waste(week):
     assert "exact_cache" in faq["how"]
     assert ("offload", "faq") in found  # 12 answers, again and again
 
+    # the agent's old turns and long tool output: most of its input would go, priced at claude-haiku-4-5's $1
+    trim = found[("trimmable_input", "agent")]
+    assert trim["evidence"]["share"] > 0.5 and "keep_recent: 6" in trim["how"]
+    assert trim["saving_usd"] < feats["agent"]["input"] * 1.0e-6
+    assert {f for c, f in found if c == "trimmable_input"} == {"agent"}
+    agent = next(f for f in report["features"] if f["feature"] == "agent")
+    assert agent["trimmable_share"] == trim["evidence"]["share"] and agent["no_max_tokens_share"] == 0
+
     # the control feature shows none of it
     assert not [k for k in found if k[1] == "chat"]
     # the top prompts by template mark the FAQ questions exact-cacheable

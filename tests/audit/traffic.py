@@ -4,6 +4,7 @@
 - assistant: claude-sonnet-4-6 with a ~1,500-token system prompt that starts with the current time (volatile)
 - reports: gpt-4o answers sent without max_tokens (long, uncapped)
 - nightly: a gpt-4o job that is never streamed and runs between 02:00 and 03:00 UTC (batchable)
+- agent: claude-haiku-4-5 conversations of 24 turns with long tool outputs (trimmable input)
 - chat: the control, none of the above (unique prompts, streamed, capped, stable system prompt, cheapest model)
 
 Every row's cost is priced from its tokens; `expected` keeps the tokens per feature so tests can price them by
@@ -105,6 +106,16 @@ def generate(store: Any, end: datetime, seed: int = 3) -> dict[str, Any]:
             req = ChatRequest(model="gpt-4o", messages=[_msg("Summarise: " + _text(rng, 300))], max_tokens=200,
                               temperature=0.2)
             call("nightly", _at(day, rng, range(2, 3)), "gpt-4o", req, _text(rng, 80), False)
+        for _ in range(6):
+            turns = []
+            for t in range(12):
+                turns.append(_msg(f"Step {t}: " + _text(rng, 40)))
+                turns.append({"role": "assistant", "content": [{"type": "text", "text": _text(rng, 80)}]})
+            turns.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                                                       "content": _text(rng, 1500)}]})
+            req = ChatRequest(model="claude-haiku-4-5", messages=turns, max_tokens=300, temperature=0.5,
+                              stream=True)
+            call("agent", _at(day, rng, range(8, 20)), "claude-haiku-4-5", req, _text(rng, 40), True)
         for _ in range(15):
             req = ChatRequest(model="claude-haiku-4-5", system=[{"type": "text", "text": "Chat helper."}],
                               messages=[_msg(_text(rng, 15) + f" #{rng.randint(0, 10**9)}")], max_tokens=500,

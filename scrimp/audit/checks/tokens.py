@@ -33,7 +33,9 @@ def trimmable(body: dict[str, Any]) -> tuple[int, int]:
     return cut, total
 
 
-def trimmable_input(traffic: Traffic) -> list[Finding]:
+def trimmable_input(traffic: Traffic, shares: dict[str, float] | None = None) -> list[Finding]:
+    """Findings for features with much trimmable input; `shares` (if given) gets every logged feature's
+    trimmable share of input, for the features table."""
     per: dict[str, dict[str, Any]] = defaultdict(lambda: {"cut": 0, "total": 0, "input": 0, "usd": 0.0, "calls": 0})
     for c in traffic.calls:
         entry = traffic.logged.get(c["request_id"])
@@ -53,6 +55,8 @@ def trimmable_input(traffic: Traffic) -> list[Finding]:
     findings = []
     for feature, f in per.items():
         share = f["cut"] / f["input"] if f["input"] else 0.0
+        if shares is not None:
+            shares[feature] = min(share, 1.0)
         if share < MIN_SHARE or f["usd"] <= 0:
             continue
         findings.append(Finding(
@@ -67,9 +71,9 @@ def trimmable_input(traffic: Traffic) -> list[Finding]:
     return findings
 
 
-def uncapped_output(traffic: Traffic) -> list[Finding]:
+def uncapped_output(traffic: Traffic, shares: dict[str, float] | None = None) -> list[Finding]:
     """Calls sent without max_tokens: what capping at the feature's 95th percentile answer length would have
-    cut from the longest answers."""
+    cut from the longest answers. `shares` (if given) gets each logged feature's share of calls without it."""
     per: dict[str, list[dict[str, Any]]] = defaultdict(list)
     logged_per: dict[str, int] = defaultdict(int)
     for c in traffic.calls:
@@ -79,6 +83,8 @@ def uncapped_output(traffic: Traffic) -> list[Finding]:
         logged_per[c["feature"] or "-"] += 1
         if (entry["request_json"] or {}).get("max_tokens") is None:
             per[c["feature"] or "-"].append(c)
+    if shares is not None:
+        shares.update({feature: len(per.get(feature, [])) / n for feature, n in logged_per.items()})
     findings = []
     for feature, calls in per.items():
         if len(calls) < 0.5 * logged_per[feature]:
