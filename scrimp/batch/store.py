@@ -26,6 +26,8 @@ SETUP = [
         updated DOUBLE PRECISION NOT NULL)""",
     "CREATE UNIQUE INDEX IF NOT EXISTS batch_lines_idem ON batch_lines (idem)",
     "CREATE INDEX IF NOT EXISTS batch_lines_state ON batch_lines (state, model)",
+    # the worker looks for unrecorded lines every tick: without this it would scan every line ever answered
+    "CREATE INDEX IF NOT EXISTS batch_lines_unrecorded ON batch_lines (recorded, state)",
     "CREATE INDEX IF NOT EXISTS batch_lines_merge ON batch_lines (merge_key)",
     "CREATE INDEX IF NOT EXISTS batch_lines_batch ON batch_lines (batch_id)",
     "CREATE INDEX IF NOT EXISTS batch_lines_leader ON batch_lines (leader)",

@@ -299,7 +299,7 @@ class Worker:
         """A line that joined an identical one just as it finished: it takes that answer."""
         rows = self.store.db.execute(
             "SELECT f.id, l.result, l.error FROM batch_lines f JOIN batch_lines l ON f.leader = l.id "
-            "WHERE f.state <> 'done' AND l.state = 'done'", fetch="all")
+            "WHERE f.state = 'queued' AND f.leader IS NOT NULL AND l.state = 'done'", fetch="all")
         for line_id, result, error in rows:
             self.store.finish_line(line_id, result, error)
         self.lane.notify([r[0] for r in rows])
@@ -309,7 +309,7 @@ class Worker:
         died); a line waited for on another replica is left to it for `record_grace_s`."""
         cutoff = time.time() - self.options.record_grace_s
         lines = await asyncio.to_thread(self.store.lines_where,
-                                        "state = 'done' AND recorded = 0 AND (job_id IS NOT NULL OR updated < ?)",
+                                        "recorded = 0 AND state = 'done' AND (job_id IS NOT NULL OR updated < ?)",
                                         (cutoff,))
         for line in lines:
             if line.id in self.lane.waiters or line.id in self.running:
