@@ -50,6 +50,7 @@ class BatchOptions:
     webhook_backoff_s: float = 2.0  # doubled after each failed delivery
     webhook_timeout_s: float = 10.0
     max_job_requests: int = 100_000
+    retention_days: float = 7.0  # answered, recorded lines (and finished jobs) are kept this long, then deleted
     features: dict[str, FeaturePolicy] = field(default_factory=dict)
 
     def check(self, where: Where) -> None:

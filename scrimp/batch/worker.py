@@ -42,6 +42,7 @@ class Worker:
         self.submitting: set[str] = set()  # batch ids whose submission is under way in this process
         self.running: set[str] = set()  # job lines going through the pipeline here
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.cleaned = time.monotonic()  # the last clean-up of old lines
         self.submitted = 0  # provider batches this replica submitted
         self.lines_submitted = 0
 
@@ -102,6 +103,22 @@ class Worker:
         from scrimp.batch import passthrough
 
         await passthrough.poll(self.lane)
+        if time.monotonic() - self.cleaned >= 60.0:
+            self.cleaned = time.monotonic()
+            await asyncio.to_thread(self.clean_up, time.time() - self.options.retention_days * 86400)
+
+    def clean_up(self, before: float) -> int:
+        """Forget what is answered, recorded and older than the retention (an idempotency key expires with it)."""
+        def work(cur: Any) -> int:
+            q = self.store.q
+            cur.execute(q("DELETE FROM batch_jobs WHERE state <> 'open' AND updated < ? AND (webhook IS NULL OR "
+                          "delivered IS NOT NULL OR state = 'webhook_failed')"), (before,))
+            cur.execute(q("DELETE FROM batch_lines WHERE state = 'done' AND recorded = 1 AND updated < ? AND "
+                          "(job_id IS NULL OR job_id NOT IN (SELECT id FROM batch_jobs))"), (before,))
+            removed = cur.rowcount
+            cur.execute(q("DELETE FROM batch_batches WHERE state = 'ended' AND updated < ?"), (before,))
+            return removed
+        return int(self.store.tx(work))
 
     # -- submission ----------------------------------------------------------------------------------------
     def due_models(self) -> list[str]:

@@ -188,3 +188,14 @@ def test_a_request_that_stops_waiting_leaves_its_line_to_finish(make_lane):
         time.sleep(0.1)
     [row] = lane.rows()  # one row: the line's, billed at the batch rate; none for the 504
     assert row["request_id"] == line_id and row["status"] == "ok" and row["cost_usd"] > 0
+
+
+def test_old_answered_lines_and_jobs_are_forgotten(make_lane):
+    lane = make_lane()
+    created = httpx.post(lane.url + "/v1/scrimp/jobs", json={"requests": [{"body": question("Forget me")}]}).json()
+    wait_job(lane.url, created["id"])
+    worker = lane.stage.worker
+    assert worker.clean_up(before=time.time() - 3600) == 0  # younger than the retention: kept
+    assert worker.clean_up(before=time.time() + 1) == 1
+    assert httpx.get(f"{lane.url}/v1/scrimp/jobs/{created['id']}").status_code == 404
+    assert len(lane.rows()) == 1  # the ledger keeps its row
