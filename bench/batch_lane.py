@@ -31,7 +31,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scrimp import pricing
-from scrimp.batch.process import GatewayProcess, config_for
+from scrimp.batch.gateway_process import GatewayProcess, config_for
 from scrimp.demo.workload import build
 from scrimp.sim.testing import free_port
 

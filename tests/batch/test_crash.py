@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from scrimp.batch.process import GatewayProcess, config_for
+from scrimp.batch.gateway_process import GatewayProcess, config_for
 from scrimp.sim.batches import store_of
 from scrimp.sim.config import SimConfig
 from scrimp.sim.testing import run_simulator
