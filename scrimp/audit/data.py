@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from scrimp.audit.logged import summary
 from scrimp.ledger.store import LedgerStore
 
 CALL_COLUMNS = ["ts", "request_id", "tenant", "feature", "requested_model", "served_model", "provider",
@@ -24,7 +25,7 @@ class Traffic:
     calls: list[dict[str, Any]]  # ledger rows of client calls (shadow evaluations apart), oldest first
     shadow_calls: list[dict[str, Any]] = field(default_factory=list)  # a router's shadow evaluations (as calls)
     shadow: list[dict[str, Any]] = field(default_factory=list)  # rows of the shadow table
-    logged: dict[str, dict[str, Any]] = field(default_factory=dict)  # request_id -> request log entry
+    logged: dict[str, dict[str, Any]] = field(default_factory=dict)  # request_id -> logged.summary of its entry
     request_log: bool = False  # whether the ledger's database has a request log at all
     stages: list[str] = field(default_factory=list)  # the configured stages (with --config), else []
 
@@ -92,6 +93,6 @@ def _logged(store: LedgerStore, since: float | None, until: float,
         return {}, False
     log = RequestLogStore.of_ledger(store)
     try:
-        return {e["request_id"]: e for e in log.iter_entries(tenant=tenant, since=since, until=until)}, True
+        return {e["request_id"]: summary(e) for e in log.iter_entries(tenant=tenant, since=since, until=until)}, True
     finally:
         log.close()

@@ -9,7 +9,6 @@ import re
 from collections import defaultdict
 from typing import Any
 
-from scrimp.audit.checks.spend import _deterministic, request_key
 from scrimp.audit.data import Traffic
 from scrimp.audit.findings import Finding, answered, price
 from scrimp.audit.template import volatile_parts
@@ -26,14 +25,14 @@ def repeated_requests(traffic: Traffic) -> list[Finding]:
     for c in traffic.calls:
         entry = traffic.logged.get(c["request_id"])
         if entry is not None and c["status"] == "ok":
-            per_feature[c["feature"] or "-"][request_key(entry)].append(c)
+            per_feature[c["feature"] or "-"][entry["key"]].append(c)
     findings = []
     exact_on = "exact_cache" in traffic.stages
     for feature, groups in per_feature.items():
-        repeat_det = [c for calls in groups.values() if _deterministic(traffic.logged[calls[0]["request_id"]])
+        repeat_det = [c for calls in groups.values() if traffic.logged[calls[0]["request_id"]]["deterministic"]
                       for c in calls[1:] if answered(c)]
         repeat_sampled = [c for calls in groups.values()
-                          if not _deterministic(traffic.logged[calls[0]["request_id"]])
+                          if not traffic.logged[calls[0]["request_id"]]["deterministic"]
                           for c in calls[1:] if answered(c)]
         calls_total = sum(len(v) for v in groups.values())
         if repeat_det and not exact_on:
@@ -57,7 +56,7 @@ def repeated_requests(traffic: Traffic) -> list[Finding]:
                 "{any_temperature: true}}}` (one answer is then served every time)",
                 confidence="estimate",
                 evidence={"repeats": len(repeat_sampled), "temperatures": sorted({
-                    traffic.logged[c["request_id"]]["request_json"].get("temperature") for c in repeat_sampled},
+                    traffic.logged[c["request_id"]]["temperature"] for c in repeat_sampled},
                     key=str)}))
     return findings
 
@@ -75,8 +74,7 @@ def volatile_prefixes(traffic: Traffic) -> list[Finding]:
         entry = traffic.logged.get(c["request_id"])
         if entry is None or not answered(c):
             continue
-        system = "\n".join(b.get("text", "") for b in (entry["request_json"] or {}).get("system") or []
-                           if isinstance(b, dict))
+        system = entry["system"]
         if system:
             # grouped with the digits masked (dates, times, counters, ids): cheap on long prompts, where the full
             # template's rules would cost a regex pass each

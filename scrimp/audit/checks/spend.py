@@ -71,8 +71,8 @@ def prompts(traffic: Traffic, top: int = 20) -> list[dict[str, Any]]:
     for (feature, tmpl), calls in groups.items():
         entries = [traffic.logged[c["request_id"]] for c in calls]
         raw = [e["prompt_text"] or "" for e in entries]
-        exact_keys = [request_key(e) for e in entries]
-        deterministic = [_deterministic(e) for e in entries]
+        exact_keys = [e["key"] for e in entries]
+        deterministic = [e["deterministic"] for e in entries]
         repeats = len(exact_keys) - len(set(exact_keys))
         if repeats and all(deterministic):
             cacheable = "exact"
@@ -86,17 +86,3 @@ def prompts(traffic: Traffic, top: int = 20) -> list[dict[str, Any]]:
                     "cost_usd": sum(c["cost_usd"] for c in calls), "cacheable": cacheable,
                     "example": raw[-1][:200]})
     return sorted(out, key=lambda r: -r["cost_usd"])[:top]
-
-
-def request_key(entry: dict[str, Any]) -> str:
-    """What the exact cache keys on, roughly: the request without streaming and bookkeeping fields."""
-    import orjson
-
-    body = {k: v for k, v in (entry["request_json"] or {}).items()
-            if k not in ("stream", "include_usage", "user", "metadata", "inbound")}
-    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode()
-
-
-def _deterministic(entry: dict[str, Any]) -> bool:
-    body = entry["request_json"] or {}
-    return body.get("temperature") == 0 or body.get("seed") is not None

@@ -8,29 +8,10 @@ from typing import Any
 
 from scrimp.audit.data import Traffic
 from scrimp.audit.findings import Finding, answered, price
+from scrimp.audit.logged import KEEP_MESSAGES, TOOL_OUTPUT_KEEP
 from scrimp.canonical import Usage
-from scrimp.tokens import block_text, count_tokens
 
-KEEP_MESSAGES = 6  # the last turns a trimmer keeps whole
-TOOL_OUTPUT_KEEP = 500  # tokens of a tool output a trimmer keeps
 MIN_SHARE = 0.2  # below this share of input, trimming is not worth a finding
-
-
-def trimmable(body: dict[str, Any]) -> tuple[int, int]:
-    """(trimmable tokens, all message tokens) of a logged request: turns older than the last KEEP_MESSAGES,
-    and tool outputs beyond their first TOOL_OUTPUT_KEEP tokens."""
-    messages = body.get("messages") or []
-    total = cut = 0
-    for i, msg in enumerate(messages):
-        old = i < len(messages) - KEEP_MESSAGES
-        for block in msg.get("content") or []:
-            n = count_tokens(block_text(block)) if isinstance(block, dict) else 0
-            total += n
-            if old:
-                cut += n
-            elif isinstance(block, dict) and block.get("type") == "tool_result":
-                cut += max(0, n - TOOL_OUTPUT_KEEP)
-    return cut, total
 
 
 def trimmable_input(traffic: Traffic, shares: dict[str, float] | None = None) -> list[Finding]:
@@ -41,7 +22,7 @@ def trimmable_input(traffic: Traffic, shares: dict[str, float] | None = None) ->
         entry = traffic.logged.get(c["request_id"])
         if entry is None or not answered(c):
             continue
-        cut, total = trimmable(entry["request_json"] or {})
+        cut, total = entry["trimmable"]
         f = per[c["feature"] or "-"]
         f["calls"] += 1
         f["cut"] += cut
@@ -81,7 +62,7 @@ def uncapped_output(traffic: Traffic, shares: dict[str, float] | None = None) ->
         if entry is None or not answered(c):
             continue
         logged_per[c["feature"] or "-"] += 1
-        if (entry["request_json"] or {}).get("max_tokens") is None:
+        if entry["max_tokens"] is None:
             per[c["feature"] or "-"].append(c)
     if shares is not None:
         shares.update({feature: len(per.get(feature, [])) / n for feature, n in logged_per.items()})
