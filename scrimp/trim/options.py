@@ -41,7 +41,8 @@ class ChunksPolicy:
     keep_ratio: float | None = 0.4  # keep at most this share of a message's chunk tokens
     min_chunks: int = 4  # a message with fewer chunks is left alone
     keep_at_least: int = 1
-    bm25_weight: float = 0.5
+    bm25_weight: float = 0.6
+    embed_chars: int | None = 200  # embed each chunk's first characters (BM25 reads it all); None: all of it
     second_hop: bool = True  # also rank for the question plus the best chunk (bridge questions)
 
     def check(self, where: Where) -> None:

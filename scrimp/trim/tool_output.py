@@ -76,19 +76,22 @@ def prune_json(value: Any, max_items: int, max_string: int) -> Any:
     return value
 
 
-_NUMBERS = re.compile(r"\d+")
+# What varies between repeats of one log line: timestamps and ids. Other numbers count (a table of values is
+# not a repeated line).
+_STAMPS = re.compile(r"\d{4}-\d{2}-\d{2}[T ]?(?:\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+                     r"|\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b|\b[0-9a-f]{8}-[0-9a-f-]{27}\b|\b[0-9a-f]{12,}\b", re.IGNORECASE)
 
 
 def collapse_repeats(text: str, min_run: int = 3) -> str:
-    """Collapse runs of log lines that differ only in their numbers (timestamps, counters, ids) into the
-    first line of the run and a note of how many followed."""
+    """Collapse runs of log lines that differ only in their timestamps and ids into the first line of the run
+    and a note of how many followed."""
     lines = text.split("\n")
     out: list[str] = []
     i = 0
     while i < len(lines):
-        shape = _NUMBERS.sub("#", lines[i]).strip()
+        shape = _STAMPS.sub("#", lines[i]).strip()
         j = i + 1
-        while j < len(lines) and _NUMBERS.sub("#", lines[j]).strip() == shape:
+        while j < len(lines) and _STAMPS.sub("#", lines[j]).strip() == shape:
             j += 1
         run = j - i
         out.append(lines[i])

@@ -64,7 +64,7 @@ def _tool_result_text(block: dict[str, Any]) -> str | None:
 class Trimmer:
     def __init__(self, policy: TrimPolicy, vectors: VectorCache | None) -> None:
         self.policy = policy
-        self.chunk_relevance = Relevance(vectors, policy.chunks.bm25_weight)
+        self.chunk_relevance = Relevance(vectors, policy.chunks.bm25_weight, policy.chunks.embed_chars)
         self.history_relevance = Relevance(vectors, policy.history.bm25_weight)
 
     # -- deterministic changes ------------------------------------------------------------------------------
