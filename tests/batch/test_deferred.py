@@ -107,3 +107,20 @@ def test_deferred_responses_api_call(make_lane, sim):
     assert row["inbound"] == "responses" and json.loads(row["decisions"])["batch"] == "deferred"
     full = (got.usage.input_tokens * GPT4O_MINI[0] + got.usage.output_tokens * GPT4O_MINI[1]) / 1e6
     assert row["cost_usd"] == pytest.approx(full / 2)
+
+
+def test_a_routed_deferred_call_is_queued_for_the_routed_model_and_the_savings_add_up(make_lane):
+    router = {"name": "router", "routes": {"nightly": {"policy": "fixed", "model": "gpt-4o-mini"}}}
+    lane = make_lane(extra=[router])
+    got = oa(lane.url).chat.completions.create(
+        model="gpt-4o", max_tokens=40, messages=[{"role": "user", "content": "Summarise ticket 7."}],
+        extra_headers={"x-scrimp-defer": "1h", "x-scrimp-feature": "nightly"})
+    u = got.usage
+    mini = (u.prompt_tokens * GPT4O_MINI[0] + u.completion_tokens * GPT4O_MINI[1]) / 1e6
+    gpt4o = (u.prompt_tokens * 2.50 + u.completion_tokens * 10.0) / 1e6
+    [row] = lane.rows()
+    assert row["served_model"] == "gpt-4o-mini"
+    assert row["cost_usd"] == pytest.approx(mini / 2)
+    assert row["baseline_usd"] == pytest.approx(gpt4o)  # the requested model, no lever
+    savings = {lever: usd for _, lever, usd in lane.savings()}
+    assert savings == {"batch": pytest.approx(mini / 2), "router": pytest.approx(gpt4o - mini)}
