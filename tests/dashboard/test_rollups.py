@@ -127,3 +127,32 @@ def test_migration_5_fills_rollups_from_rows_written_before_it(backend):
                            "AND dim = 'all'")[0][0] == 200
     finally:
         again.close()
+
+
+class Rows:
+    def __init__(self):
+        self.rows = []
+
+    def write(self, row, table="calls"):
+        self.rows.append((table, row))
+
+
+def test_rows_a_stage_inserts_in_its_own_transaction_get_their_rollups(backend):
+    store = backend()
+    store.start()
+    try:
+        write_traffic(store, 100, seed=4, days=1)
+        store.flush()
+        held = Rows()
+        write_traffic(held, 100, seed=5, days=1)  # e.g. the batch lane's lines, written with its own state
+        conn = store.connect()
+        store.insert_now(conn.cursor(), held.rows)
+        conn.commit()
+        conn.close()
+        store.committed(held.rows)
+        assert store.query("SELECT COUNT(*) FROM calls")[0][0] == 200
+        assert_same(stored(store), recount(store))
+        spent = sum(s.value for s in store.counters.samples() if s.name == "scrimp_ledger_spend_usd_total")
+        assert spent == pytest.approx(store.query("SELECT SUM(cost_usd) FROM calls")[0][0])
+    finally:
+        store.close()
