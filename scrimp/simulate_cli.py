@@ -74,6 +74,8 @@ def render(result: dict) -> str:
     lines = [(f"scrimp simulate: {calls['replayed']} logged calls replayed ({calls['failed']} failed under the "
              "other config)"), "", row("", "what happened", "simulated"),
              row("cost (USD)", f"{rec['cost_usd']:.6f}", f"{sim['cost_usd']:.6f}"),
+             row("cost per successful request", f"{rec['cost_per_success_usd'] or 0:.6f}",
+                 f"{sim['cost_per_success_usd'] or 0:.6f}"),
              row("cache hit rate", pct(rec["cache_hit_rate"]), pct(sim["cache_hit_rate"])),
              row("input read from prompt cache", pct(rec["prompt_cache_read_share"]),
                  pct(sim["prompt_cache_read_share"])),

@@ -70,8 +70,9 @@ def load(store: LedgerStore, since: float | None, until: float | None = None, te
         c["decisions"] = orjson.loads(c["decisions"]) if c["decisions"] else {}
         for k in ("cost_usd", "baseline_usd", "saved_usd"):
             c[k] = float(c[k] or 0)
-        (shadow_calls if "shadow" in c["decisions"] and c["baseline_usd"] == 0 and c["cost_usd"] > 0
-         and isinstance(c["decisions"].get("shadow"), str) and len(c["decisions"]) == 1 else calls).append(c)
+        c["shadow"] = (isinstance(c["decisions"].get("shadow"), str) and len(c["decisions"]) == 1
+                       and c["baseline_usd"] == 0)
+        (shadow_calls if c["shadow"] else calls).append(c)
     first = calls[0]["ts"] if calls else until
     traffic = Traffic(since if since is not None else first, until, calls, shadow_calls, stages=stages or [])
     shadow_cols = ["ts", "route", "feature", "cheap_model", "strong_model", "served", "score", "cost_usd"]

@@ -25,7 +25,7 @@ def render(report: dict[str, Any]) -> str:
              (f"cost per successful request: {_usd(t['cost_per_success_usd'], 5)} (trend {_change(t['trend'])}, "
              f"second half of the period against the first)"),
              (f"spend {_usd(t['cost_usd'])} on {t['calls']} calls ({t['calls'] - t['succeeded']} failed), "
-             f"already saved {_usd(t['saved_usd'])}; shadow evaluations {_usd(t['shadow_cost_usd'])}"),
+             f"already saved {_usd(t['saved_usd'])}; of the spend, shadow evaluations {_usd(t['shadow_cost_usd'])}"),
              (f"levers below would save {_usd(t['potential_saving_usd'])} over the period "
              f"(~{_usd(t['potential_saving_month_usd'])} a month), untested model moves aside"), ""]
     lines.append(f"{'feature':<22}{'calls':>8}{'spend':>12}{'$/success':>12}{'trend':>7}{'cache hit':>10}"

@@ -120,12 +120,12 @@ def summarise(store: LedgerStore, request_ids: set[str] | None, since: float | N
         params.append(until)
     where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
     rows = store.query("SELECT request_id, feature, requested_model, served_model, provider, cost_usd, cache, "
-                       f"decisions, input_tokens, cache_read_tokens, latency_ms FROM calls {where}", params)
+                       f"decisions, input_tokens, cache_read_tokens, latency_ms, status FROM calls {where}", params)
     cost, features = 0.0, defaultdict(float)
-    calls = hits = routed = paid = 0
+    calls = hits = routed = paid = succeeded = 0
     inp = read = 0
     latencies = []
-    for rid, feature, requested, served, provider, usd, cache, decisions, i, r, lat in rows:
+    for rid, feature, requested, served, provider, usd, cache, decisions, i, r, lat, status in rows:
         d = orjson.loads(decisions) if decisions else {}
         shadow = "shadow" in d and isinstance(d.get("shadow"), str) and len(d) == 1
         if request_ids is not None and rid not in request_ids and not shadow:
@@ -135,6 +135,7 @@ def summarise(store: LedgerStore, request_ids: set[str] | None, since: float | N
         if shadow:
             continue
         calls += 1
+        succeeded += status == "ok"
         hits += cache in ("exact", "semantic")
         routed += bool(served) and bool(requested) and served != requested and cache in (None, "miss")
         if answered({"cache": cache, "served_model": served, "provider": provider}):
@@ -150,7 +151,9 @@ def summarise(store: LedgerStore, request_ids: set[str] | None, since: float | N
         for rid, kind, lever, usd in store.query(f"SELECT request_id, kind, lever, usd FROM savings {where}", params):
             if rid in request_ids:
                 levers[lever] += float(usd or 0) * (1 if kind == "saving" else -1)
-    return {"cost_usd": cost, "calls": calls, "by_feature": dict(features), "by_lever": dict(levers),
+    return {"cost_usd": cost, "calls": calls, "succeeded": succeeded,
+            "cost_per_success_usd": cost / succeeded if succeeded else None,
+            "by_feature": dict(features), "by_lever": dict(levers),
             "cache_hit_rate": hits / calls if calls else 0.0,
             "prompt_cache_read_share": read / inp if inp else 0.0,
             "routed_share": routed / paid if paid else 0.0,

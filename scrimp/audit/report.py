@@ -47,8 +47,8 @@ def audit(traffic: Traffic, cheaper: dict[str, tuple[str, str]] | None = None) -
     for row in features:
         row["trimmable_share"] = trimmable.get(row["feature"])
         row["no_max_tokens_share"] = uncapped.get(row["feature"])
-    total_cost = sum(c["cost_usd"] for c in traffic.calls)
     shadow_cost = sum(c["cost_usd"] for c in traffic.shadow_calls)
+    total_cost = sum(c["cost_usd"] for c in traffic.calls) + shadow_cost  # shadow evaluations are spend too
     ok = sum(1 for c in traffic.calls if c["status"] == spend.SUCCESS)
     potential = _potential(findings, {f["feature"]: f["cost_usd"] for f in features})
     return {
@@ -56,7 +56,7 @@ def audit(traffic: Traffic, cheaper: dict[str, tuple[str, str]] | None = None) -
         "totals": {"calls": len(traffic.calls), "succeeded": ok, "cost_usd": total_cost,
                    "shadow_cost_usd": shadow_cost, "saved_usd": sum(c["saved_usd"] for c in traffic.calls),
                    "cost_per_success_usd": total_cost / ok if ok else None,
-                   "trend": spend.trend(traffic.calls, traffic.since, traffic.until),
+                   "trend": spend.trend(traffic.calls + traffic.shadow_calls, traffic.since, traffic.until),
                    "potential_saving_usd": potential,
                    "potential_saving_month_usd": traffic.per_month(potential)},
         "features": features,

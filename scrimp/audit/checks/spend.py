@@ -13,7 +13,8 @@ SUCCESS = "ok"  # errors, cancelled streams and refused answers (invalid JSON af
 
 
 def cost_per_success(calls: list[dict[str, Any]]) -> float | None:
-    ok = sum(1 for c in calls if c["status"] == SUCCESS)
+    """Spend over successful requests; a router's shadow calls (rows marked `shadow`) are spend, not requests."""
+    ok = sum(1 for c in calls if c["status"] == SUCCESS and not c.get("shadow"))
     return sum(c["cost_usd"] for c in calls) / ok if ok else None
 
 
@@ -33,9 +34,13 @@ def trend(calls: list[dict[str, Any]], since: float, until: float) -> dict[str, 
 
 def features(traffic: Traffic) -> list[dict[str, Any]]:
     out = []
+    shadows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for c in traffic.shadow_calls:
+        shadows[c["feature"] or "-"].append(c)
     for feature, calls in traffic.by_feature().items():
         ok = sum(1 for c in calls if c["status"] == SUCCESS)
-        spend = sum(c["cost_usd"] for c in calls)
+        spent = calls + shadows.get(feature, [])  # the feature's shadow evaluations are its spend too
+        spend = sum(c["cost_usd"] for c in spent)
         hits = sum(1 for c in calls if c["cache"] in ("exact", "semantic"))
         inp = [c["input_tokens"] + c["cache_read_tokens"] + c["cache_write_5m_tokens"] + c["cache_write_1h_tokens"]
                for c in calls if c["cache"] in (None, "miss")]
@@ -46,8 +51,9 @@ def features(traffic: Traffic) -> list[dict[str, Any]]:
         out.append({
             "feature": feature, "calls": len(calls), "succeeded": ok, "failed": len(calls) - ok,
             "cost_usd": spend, "saved_usd": sum(c["saved_usd"] for c in calls),
-            "cost_per_success_usd": cost_per_success(calls),
-            "trend": trend(calls, traffic.since, traffic.until),
+            "shadow_cost_usd": spend - sum(c["cost_usd"] for c in calls),
+            "cost_per_success_usd": cost_per_success(spent),
+            "trend": trend(spent, traffic.since, traffic.until),
             "cache_hit_rate": hits / len(calls) if calls else 0.0,
             "prompt_cache_read_share": read / sum(inp) if inp and sum(inp) else 0.0,
             "avg_input_tokens": sum(inp) / len(inp) if inp else 0.0,
