@@ -28,6 +28,7 @@ def _register() -> None:
         ("scrimp.simulate_cli", "simulate"),
         ("scrimp.calc_cli", "calc"),
         ("scrimp.trim_cli", "trim"),
+        ("scrimp.offload_cli", "offload"),
     ]:
         try:
             mod = importlib.import_module(module)

@@ -179,6 +179,7 @@ BUILT_INS = {
     "request_log": "scrimp.requestlog.stage:RequestLogStage",
     "rate_limits": "scrimp.ratelimit.stage:RateLimitsStage",
     "trim": "scrimp.trim.stage:TrimStage",
+    "offload": "scrimp.offload.stage:OffloadStage",
 }
 
 
