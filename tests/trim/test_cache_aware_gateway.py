@@ -15,8 +15,7 @@ COLD = {"default": {"history": HISTORY}, "cache_ttl_s": 0}
 
 
 def conversation(n):
-    words = ("the shipment of spare parts for the northern depot was delayed again because the ferry schedule "
-             "changed and the customs office asked for another signed form before releasing the pallets").split()
+    words = ["the", "shipment", "of", "spare", "parts", "for", "the", "northern", "depot", "was", "delayed", "again", "because", "the", "ferry", "schedule", "changed", "and", "the", "customs", "office", "asked", "for", "another", "signed", "form", "before", "releasing", "the", "pallets"]
     return [{"role": "user" if i % 2 == 0 else "assistant",
              "content": f"Message {i}: " + " ".join(words[(i + k) % len(words)] for k in range(60))}
             for i in range(n)]
