@@ -65,8 +65,10 @@ def test_audit_names_the_planted_waste(week):
     agent = next(f for f in report["features"] if f["feature"] == "agent")
     assert agent["trimmable_share"] == trim["evidence"]["share"] and agent["no_max_tokens_share"] == 0
 
-    # the control feature shows none of it
+    # the control feature shows none of it; its exact-cache hits show in its hit rate
     assert not [k for k in found if k[1] == "chat"]
+    chat = next(f for f in report["features"] if f["feature"] == "chat")
+    assert chat["cache_hit_rate"] == feats["chat"]["hits"] / feats["chat"]["calls"] > 0
     # the top prompts by template mark the FAQ questions exact-cacheable
     faq_prompts = [p for p in report["prompts"] if p["feature"] == "faq"]
     assert faq_prompts and all(p["cacheable"] == "exact" for p in faq_prompts)

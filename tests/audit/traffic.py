@@ -5,7 +5,8 @@
 - reports: gpt-4o answers sent without max_tokens (long, uncapped)
 - nightly: a gpt-4o job that is never streamed and runs between 02:00 and 03:00 UTC (batchable)
 - agent: claude-haiku-4-5 conversations of 24 turns with long tool outputs (trimmable input)
-- chat: the control, none of the above (unique prompts, streamed, capped, stable system prompt, cheapest model)
+- chat: the control, none of the above (unique prompts, streamed, capped, stable system prompt, cheapest model;
+  a fifth of its calls exact-cache hits)
 
 Every row's cost is priced from its tokens; `expected` keeps the tokens per feature so tests can price them by
 hand."""
@@ -59,18 +60,20 @@ def generate(store: Any, end: datetime, seed: int = 3) -> dict[str, Any]:
     n = 0
 
     def call(feature: str, ts: float, model: str, req: ChatRequest, answer: str, stream: bool,
-             out_tokens: int | None = None) -> None:
+             out_tokens: int | None = None, cached: bool = False) -> None:
         nonlocal n
         n += 1
         provider = "anthropic" if model.startswith("claude") else "openai"
         usage = Usage(input=request_input_tokens(req), output=out_tokens or count_tokens(answer))
         cost = pricing.cost(model, provider, usage)
+        paid = 0.0 if cached else cost  # an exact-cache hit: nothing billed, the answer's cost saved
         row = dict.fromkeys(NAMES)
         row.update(ts=ts, request_id=f"req_{seed}_{n:06d}", tenant="acme", feature=feature, inbound="openai",
-                   requested_model=model, served_model=model, provider=provider, input_tokens=usage.input,
-                   output_tokens=usage.output, cache_read_tokens=0, cache_write_5m_tokens=0,
-                   cache_write_1h_tokens=0, reasoning_tokens=0, cost_usd=cost, baseline_usd=cost, saved_usd=0.0,
-                   cache="miss", decisions="{}", latency_ms=400.0, stream=int(stream), status="ok")
+                   requested_model=model, served_model=model, provider="cache" if cached else provider,
+                   input_tokens=usage.input, output_tokens=usage.output, cache_read_tokens=0,
+                   cache_write_5m_tokens=0, cache_write_1h_tokens=0, reasoning_tokens=0, cost_usd=paid,
+                   baseline_usd=cost, saved_usd=cost - paid, cache="exact" if cached else "miss", decisions="{}",
+                   latency_ms=400.0, stream=int(stream), status="ok")
         store.write(row)
         resp = ChatResponse(id=row["request_id"], model=model, content=[{"type": "text", "text": answer}],
                             usage=usage)
@@ -79,8 +82,10 @@ def generate(store: Any, end: datetime, seed: int = 3) -> dict[str, Any]:
                            req, resp))
         e = expected[feature]
         e["calls"] += 1
-        e["input"] += usage.input
-        e["output"] += usage.output
+        e["hits"] += int(cached)
+        if not cached:  # tokens a provider billed
+            e["input"] += usage.input
+            e["output"] += usage.output
 
     weights = [1 / (i + 1) for i in range(len(FAQ))]
     for d in range(7):
@@ -120,7 +125,8 @@ def generate(store: Any, end: datetime, seed: int = 3) -> dict[str, Any]:
             req = ChatRequest(model="claude-haiku-4-5", system=[{"type": "text", "text": "Chat helper."}],
                               messages=[_msg(_text(rng, 15) + f" #{rng.randint(0, 10**9)}")], max_tokens=500,
                               temperature=0.7, stream=True)
-            call("chat", _at(day, rng, range(7, 23)), "claude-haiku-4-5", req, _text(rng, 50), True)
+            call("chat", _at(day, rng, range(7, 23)), "claude-haiku-4-5", req, _text(rng, 50), True,
+                 cached=rng.random() < 0.2)
     store.flush()
     log.flush()
     log.close()
