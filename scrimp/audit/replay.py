@@ -46,14 +46,16 @@ class ReplayClock:
 def isolated(config: Any, sim_url: str, tmp: Path) -> tuple[Any, dict[str, Any]]:
     """The config with every model at the simulator and every stage's store in `tmp`; also the batch lane's
     section, if any (replaced by pricing), with `_replaced`: what else the replay does differently."""
+    from scrimp.options import Where
     from scrimp.stage import stage_class
 
     pairs, batch, dropped = [], {}, []
-    for section, where in zip(config.stages, config.stage_wheres, strict=False):
+    for i, section in enumerate(config.stages):
         name = section["name"]
+        where = config.stage_wheres[i] if i < len(config.stage_wheres) else Where(path=f"stages.{name}")
         if name in NOT_REPLAYED:
             if name == "batch":
-                batch = section
+                batch = dict(section)
             continue
         section = dict(section)
         fields = {f.name for f in dataclasses.fields(stage_class(name).Options)}
@@ -72,8 +74,6 @@ def isolated(config: Any, sim_url: str, tmp: Path) -> tuple[Any, dict[str, Any]]
                 section["backend"] = "sqlite"
         pairs.append((section, where))
     if not any(s["name"] == "ledger" for s, _ in pairs):
-        from scrimp.options import Where
-
         pairs.insert(0, ({"name": "ledger", "path": str(tmp / "ledger.db")}, Where(path="stages.ledger")))
     models = {name: dataclasses.replace(spec, base_url=sim_url + "/v1" if spec.provider == "openai" else sim_url,
                                         api_key="sim")

@@ -16,7 +16,9 @@ SECTIONS = {  # check -> the checklist section it belongs to
 }
 
 
-def audit(traffic: Traffic, cheaper: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+def audit(traffic: Traffic, model_tiers: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+    """`model_tiers`: model -> (provider, tier) of the configured models (default: the simulator's line-up), for
+    the cheaper model each feature could move to."""
     findings: list[Finding] = []
     notes: list[str] = []
     trimmable: dict[str, float] = {}  # feature -> share of input a trimmer would drop (logged calls)
@@ -40,7 +42,7 @@ def audit(traffic: Traffic, cheaper: dict[str, tuple[str, str]] | None = None) -
                      "count it as one day of traffic, and when features run (batch eligibility) is not judged yet")
     flagged = {f.feature for f in findings if f.check == "volatile_prefix"}
     findings += [b for b in caching.prompt_cache_busters(traffic) if b.feature not in flagged]
-    findings += models.model_moves(traffic, models.cheaper_models(cheaper))
+    findings += models.model_moves(traffic, models.cheaper_models(model_tiers))
     findings += batch.batchable(traffic)
     findings.sort(key=lambda f: (f.confidence == "untested", -f.saving_usd))
     features = spend.features(traffic)
