@@ -266,6 +266,8 @@ def _batch(simulated: dict[str, Any], batch: dict[str, Any], outcomes: list[dict
     usd = sum(o["cost"] for o in outcomes if o["feature"] in deferred and o.get("ok")
               and o.get("cache") in (None, "miss")) * (1 - BATCH_DISCOUNT)
     simulated["cost_usd"] -= usd
+    if simulated["succeeded"]:
+        simulated["cost_per_success_usd"] = simulated["cost_usd"] / simulated["succeeded"]
     simulated["by_lever"]["batch"] = simulated["by_lever"].get("batch", 0.0) + usd
     for f in deferred:
         part = sum(o["cost"] for o in outcomes if o["feature"] == f and o.get("ok")
