@@ -24,6 +24,7 @@ def _register() -> None:
         ("scrimp.router_cli", "router"),
         ("scrimp.keys_cli", "keys"),
         ("scrimp.budgets_cli", "budgets"),
+        ("scrimp.batch_cli", "batch"),
         ("scrimp.audit_cli", "audit"),
         ("scrimp.simulate_cli", "simulate"),
         ("scrimp.calc_cli", "calc"),

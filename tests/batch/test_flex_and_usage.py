@@ -80,3 +80,19 @@ def test_usage_by_lever_counts_the_batch_discount(make_lane, tmp_path):
     line = next(x for x in metrics.splitlines() if x.startswith("scrimp_lever_saved_usd_total") and 'lever="batch"'
                 in x)
     assert float(line.rsplit(" ", 1)[1]) == pytest.approx(sum(costs) / 2)
+
+
+def test_batch_status_command(make_lane, tmp_path):
+    from scrimp.batch_cli import batch
+
+    lane = make_lane()
+    client(lane.url).chat.completions.create(**BODY, extra_headers={"x-scrimp-defer": "1h"})
+    out = CliRunner().invoke(batch, ["status", "--db", str(tmp_path / "ledger.db"), "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    assert report["lines"] == {"done": 1} and report["unrecorded"] == 0
+    assert report["batches"] == {"ended": 1} and report["lease"] is not None
+    table = CliRunner().invoke(batch, ["status", "--db", str(tmp_path / "ledger.db")])
+    assert "queued 0" in table.output and "ended 1" in table.output
+    missing = CliRunner().invoke(batch, ["status", "--db", str(tmp_path / "nothing.db")])
+    assert missing.exit_code != 0 and "no ledger" in missing.output
