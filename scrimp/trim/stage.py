@@ -99,7 +99,9 @@ class TrimStage(Stage):
         provider = self.ctx.provider_of(call.target_model) if self.ctx else None
         scope = f"{call.attribution.tenant}|{call.attribution.feature}|{call.request.system_text()}"
         digests = prefix_digests(scope, prepared.messages)
-        conversation = hashlib.sha256(digests[min(1, len(prepared.messages))] + call.target_model.encode()).digest()
+        # a conversation is known by its scope, first message, caller and model (its state is only a cost estimate)
+        who = f"{call.attribution.user}|{call.target_model}".encode()
+        conversation = hashlib.sha256(digests[min(1, len(prepared.messages))] + who).digest()
         levels, held_back, extra_write = self._choose(call, trimmer, prepared, digests, conversation, provider)
         summary = None
         if levels.checkpoint:

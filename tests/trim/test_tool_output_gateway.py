@@ -71,3 +71,21 @@ def test_html_becomes_text_when_masking_is_off(trim_gateway):
     (tool,) = [m for m in gw.upstream("gpt-4o-mini")[0]["messages"] if m["role"] == "tool"]
     assert "<" not in tool["content"] and "tracking" not in tool["content"]
     assert "All systems operational in region eu-west." in tool["content"] and "Page 39" in tool["content"]
+
+
+@pytest.mark.parametrize("trim_gateway", [(TRIM, False)], indirect=True)
+def test_each_part_shows_as_its_own_lever_in_scrimp_usage(trim_gateway, tmp_path):
+    from click.testing import CliRunner
+
+    from scrimp.cli import main
+
+    gw = trim_gateway
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0)
+    outputs = [FILLER, FILLER.replace("ok", "fine"), FILLER.replace("ok", "good"), HTML, JSON, LOGS]
+    client.chat.completions.create(model="gpt-4o-mini", max_tokens=10, tools=TOOLS, messages=agent_messages(outputs))
+    gw.rows("SELECT 1")  # flushed
+    result = CliRunner().invoke(main, ["usage", "--db", str(tmp_path / "ledger.db"), "--by", "lever", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["lever"]: r for r in json.loads(result.output)["rows"]}
+    assert set(rows) == {"trim.tool_output", "trim.mask"}
+    assert all(r["calls"] == 1 and r["saved_usd"] > 0 for r in rows.values())
