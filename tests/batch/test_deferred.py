@@ -124,3 +124,14 @@ def test_a_routed_deferred_call_is_queued_for_the_routed_model_and_the_savings_a
     assert row["baseline_usd"] == pytest.approx(gpt4o)  # the requested model, no lever
     savings = {lever: usd for _, lever, usd in lane.savings()}
     assert savings == {"batch": pytest.approx(mini / 2), "router": pytest.approx(gpt4o - mini)}
+
+
+def test_a_finished_line_fills_the_cache(make_lane):
+    lane = make_lane()
+    body = {"model": "gpt-4o-mini", "max_tokens": 30, "temperature": 0,
+            "messages": [{"role": "user", "content": "Which team owns exports?"}]}
+    deferred = oa(lane.url).chat.completions.create(**body, extra_headers={"x-scrimp-defer": "1h"})
+    again = oa(lane.url).chat.completions.with_raw_response.create(**body)  # asked now, not deferred
+    assert again.headers["x-scrimp-cache"] == "exact"
+    assert again.parse().choices[0].message.content == deferred.choices[0].message.content
+    assert lane.endpoint_hits("batch") == 1 and lane.sim.counters.snapshot()["totals"]["requests"] == 1
