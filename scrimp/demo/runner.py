@@ -19,6 +19,7 @@ import openai
 from tqdm import tqdm
 
 from scrimp import pricing
+from scrimp.demo import intents
 from scrimp.demo.workload import DemoCall, build, reference_workload
 from scrimp.formats import anthropic as anthropic_fmt
 from scrimp.formats import openai as openai_fmt
@@ -74,7 +75,7 @@ def sim_config() -> SimConfig:
     from scrimp.sim.config import normalise_prompt
 
     cfg.workload = {normalise_prompt(w["prompt"]): {"answer": w["answer"], "difficulty": w["difficulty"]}
-                    for w in reference_workload()}
+                    for w in [*reference_workload(), *intents.workload()]}
     models = default_models()
     for m in models:  # a little latency, so the table's latency column means something
         m.ttft_ms, m.per_token_ms = 15.0, 0.2
@@ -158,6 +159,7 @@ def run(progress: bool = True, out: Callable[[str], None] = print, workdir: str 
 
                 prompt_cache = {r["feature"]: r for r in prompt_cache_report(store)}
             via.provider_calls = sim.counters.snapshot()["totals"]["requests"]
+        offload = intents.run(sim_url, progress)  # the intent feature, offloaded after a warm-up (own gateway)
     # The scrimp run's costs come from its ledger (what scrimp would bill), not from the answers' usage.
     via.cost = sum(r[1] for r in rows)
     via.cost_by_workload = defaultdict(float)
@@ -172,6 +174,8 @@ def run(progress: bool = True, out: Callable[[str], None] = print, workdir: str 
     report["routing"] = routing
     report["lines"].append(budget["line"])
     report["budget"] = budget
+    report["lines"].append(offload["line"])
+    report["offload"] = offload
     agent = prompt_cache.get("agent")
     if agent:
         line = (f"prompt cache (agent loop): {100 * agent['hit_ratio']:.1f}% of cacheable input tokens read from cache; "

@@ -8,7 +8,8 @@ and `x-scrimp-offload-confidence`, and declares the LLM call it replaced as a sa
 A share of the offloaded calls is also asked of the LLM (shadow.py, within a daily spend cap): the agreement of the
 two answers feeds a drift guard (the router's, scrimp.router.drift) that sends the feature back to the LLM when
 agreement falls below the model's target with confidence. A model directory replaced by `scrimp offload retrain` is
-picked up within `reload_every_s`, with a fresh guard.
+picked up within `reload_every_s`, with a fresh guard; a feature whose model directory does not exist yet is
+passed on until one is written there (configure first, train from the logged traffic later).
 
 Place it after the caches (a cached answer is cheaper still) and before the router."""
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -87,7 +89,7 @@ class OffloadOptions:
 class Feature:
     name: str
     options: FeatureOptions
-    model: OffloadModel
+    model: OffloadModel | None  # None until a model is written to options.model
     version: tuple[int, int] | None
     guard: DriftGuard
     shadow: ShadowBudget
@@ -100,11 +102,14 @@ class Feature:
 
     @property
     def threshold(self) -> float:
-        return self.options.threshold if self.options.threshold is not None else self.model.threshold
+        if self.options.threshold is not None:
+            return self.options.threshold
+        return self.model.threshold if self.model is not None else float("inf")
 
 
-def _guard(options: DriftOptions, model: OffloadModel) -> DriftGuard:
-    target = options.target if options.target is not None else model.target
+def _guard(options: DriftOptions, model: OffloadModel | None) -> DriftGuard:
+    default = model.target if model is not None else 0.98
+    target = options.target if options.target is not None else default
     return DriftGuard(target, options.confidence, options.min_samples, options.window)
 
 
@@ -133,10 +138,15 @@ class OffloadStage(Stage):
     def build(cls, options: OffloadOptions, ctx: StageContext) -> OffloadStage:
         features = {}
         for name, opts in options.features.items():
-            try:
-                model = OffloadModel.load(opts.model)
-            except (OSError, ValueError, KeyError) as exc:
-                raise ConfigError(f"features.{name}.model: cannot load {opts.model}: {exc}") from exc
+            model = None
+            if Path(opts.model).exists():
+                try:
+                    model = OffloadModel.load(opts.model)
+                except (OSError, ValueError, KeyError) as exc:
+                    raise ConfigError(f"features.{name}.model: cannot load {opts.model}: {exc}") from exc
+            else:
+                log.warning("offload: feature %s has no model in %s yet; its calls go to the LLM until one is "
+                            "trained there (scrimp offload retrain)", name, opts.model)
             features[name] = Feature(name, opts, model, version(opts.model), _guard(opts.drift, model),
                                      ShadowBudget(opts.shadow, ctx.clock))
         return cls(features, ctx)
@@ -158,6 +168,8 @@ class OffloadStage(Stage):
         if question is None:
             return await next(call)
         await self._maybe_reload(feature)
+        if feature.model is None:
+            return await next(call)
         if feature.guard.tripped:
             feature.counts["drift_guard"] += 1
             return await next(call)
@@ -196,6 +208,7 @@ class OffloadStage(Stage):
     async def _shadow(self, feature: Feature, call: Call, label: str, text: str) -> None:
         if self.ctx is None:
             return
+        assert feature.model is not None
         longest = max((count_tokens(t) for t in feature.model.renderings.values()), default=16)
         worst = self._llm_cost(call, call.request.max_tokens or 4 * longest + 64)
         if not feature.shadow.take(worst):
@@ -272,7 +285,9 @@ class OffloadStage(Stage):
     # -- visibility --------------------------------------------------------------------------------------------
     def status_of(self, feature: Feature) -> dict[str, Any]:
         st = feature.guard.status()
-        return {"model": feature.options.model, "labels": len(feature.model.labels), "threshold": feature.threshold,
+        labels = len(feature.model.labels) if feature.model is not None else None
+        threshold = None if math.isinf(feature.threshold) else feature.threshold
+        return {"model": feature.options.model, "labels": labels, "threshold": threshold,
                 "calls": dict(feature.counts), "saved_usd": round(feature.saved_usd, 8),
                 "shadow": {"runs": feature.shadow.runs, "agreed": feature.agreed, "disagreed": feature.disagreed,
                            "spent_today_usd": round(feature.shadow.spent_today, 8),
