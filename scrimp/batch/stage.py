@@ -155,11 +155,13 @@ class BatchStage(Stage):
                 return await self._retry(call, existing)
         spec = self.ctx.models[call.target_model]
         req = call.request
-        if req.stream:  # the line is answered whole; the client's stream is replayed from it
+        streamed = req.stream
+        if streamed:  # the line is answered whole; the client's stream is replayed from it
             req = call.edit_request()
             req.stream = False
         body = line_body(spec, req)
         raw = codec.request_to_json(req)
+        req.stream = streamed  # (this stage's own copy) the row says what the client asked for
         merge_key = hashlib.sha256(orjson.dumps([call.attribution.tenant, spec.name, body],
                                                 option=orjson.OPT_SORT_KEYS)).hexdigest()
         window_s = window_seconds(window) or 86400.0

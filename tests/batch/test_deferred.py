@@ -61,9 +61,9 @@ def test_deferred_anthropic_call_and_a_stream(make_lane, sim):
     assert text == direct.content[0].text
     rows = lane.rows()
     assert len(rows) == 2
+    assert [r["stream"] for r in rows] == [0, 1]
     assert rows[0]["cost_usd"] == pytest.approx(full / 2)
-    # the second, identical line was answered by the exact cache? no: not deterministic (no temperature 0),
-    # so it went to the provider's batch too, at the same price
+    # the streamed call asked the same question, but no temperature 0: not cached, so batched too, same price
     assert rows[1]["cost_usd"] == pytest.approx(full / 2)
 
 
