@@ -60,3 +60,21 @@ def test_another_config_shows_what_each_lever_was_worth(demo):
     assert out["recorded"]["cache_hit_rate"] > 0.3 and sim["routed_share"] == 0
     # answers the client got from a cache or the cheap model would now come from gpt-4o: they change
     assert out["quality_risk"]["changed"] > 0 and out["recorded"]["routed_share"] > 0
+
+
+def test_the_batch_lane_is_priced_not_replayed(demo):
+    tmp, report = demo
+    # the demo defers its nightly summaries to the batch lane (half price); the replay prices that lane, so its
+    # cost matches what the lane billed (the first test), and without the lane the same calls cost double
+    assert out_of(report, "batch") > 0
+    stages = [s for s in DEMO_STAGES if s["name"] != "batch"]
+    out = _simulate(_config(tmp, stages, "nobatch.yaml"))
+    nightly = out["recorded"]["by_feature"]["nightly-summary"]
+    assert out["simulated"]["by_feature"]["nightly-summary"] == pytest.approx(2 * nightly, rel=0.01)
+    assert out["recorded"]["by_lever"]["batch"] == pytest.approx(nightly, rel=0.01)
+    assert "batch" not in out["simulated"]["by_lever"] and "batch" not in out["not_replayed"]
+    assert out["saving_usd"] == pytest.approx(-nightly, rel=0.02)
+
+
+def out_of(report: dict, lever: str) -> float:
+    return report["levers"].get(lever, 0.0)
