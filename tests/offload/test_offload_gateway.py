@@ -3,6 +3,7 @@ label), with the official SDKs."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import anthropic
@@ -167,10 +168,12 @@ def test_drift_guard_switches_back_and_retraining_from_the_log_brings_the_featur
     assert not stage.features["intent"].guard.tripped
 
 
-def test_a_free_text_feature_is_refused_from_its_logged_traffic(make_gateway, tmp_path):
+def test_candidates_and_refusal_from_the_logged_traffic(make_gateway, tmp_path):
     gw = make_gateway({})
     for i in range(40):  # prompts the simulator has no label for: it answers with prose
         ask(gw, f"Write two sentences about the history of topic number {i}", feature="essays")
+    for row in ROWS:
+        ask(gw, row["prompt"])
     gw.flush_log()
     config = tmp_path / "scrimp.yaml"
     config.write_text(yaml.safe_dump({"models": [{"name": "gpt-4o-mini", "provider": "openai",
@@ -179,10 +182,15 @@ def test_a_free_text_feature_is_refused_from_its_logged_traffic(make_gateway, tm
     out = CliRunner().invoke(main, ["offload", "train", "--config", str(config), "--feature", "essays",
                                     "--out", str(tmp_path / "m")])
     assert out.exit_code != 0 and "free text" in out.output and "40 distinct answers" in out.output
+    assert not (tmp_path / "m").exists()
     found = CliRunner().invoke(main, ["offload", "candidates", "--config", str(config), "--min-calls", "10",
-                                      "--json"])
+                                      "--target-agreement", "0.95", "--json"])
     assert found.exit_code == 0, found.output
-    import json
-
-    (essays,) = json.loads(found.output)["features"]
-    assert essays["feature"] == "essays" and not essays["offloadable"] and "free text" in essays["reason"]
+    features = {f["feature"]: f for f in json.loads(found.output)["features"]}
+    essays, intent = features["essays"], features["intent"]
+    assert not essays["offloadable"] and "free text" in essays["reason"]
+    assert intent["offloadable"] and intent["calls"] == len(ROWS) and intent["labels"] == 4
+    assert intent["coverage"] > 0.5 and intent["agreement_lower"] >= 0.95
+    (spend,), = gw.rows("SELECT SUM(cost_usd) FROM calls WHERE feature = 'intent'")
+    assert intent["spend_usd"] == pytest.approx(spend)
+    assert intent["saving_usd"] == pytest.approx(spend * intent["coverage"] * 0.95)  # less 5% shadow checks
