@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("scrimp.batch")
 APIS = {"openai": "openai", "/v1/chat/completions": "openai", "anthropic": "anthropic", "/v1/messages": "anthropic"}
-RUNNING = asyncio.Semaphore(64)  # job lines going through the pipeline at once, per process
 
 
 def _error(exc: APIError, request: Request) -> Response:
@@ -120,9 +119,8 @@ async def create_job(lane: BatchStage, request: Request) -> Response:
         for values in lines:
             lane.store.insert_line(values, cur)
     await asyncio.to_thread(lane.store.tx, insert)
-    for values in lines:
-        lane.worker.spawn(run_line(lane, Line(**{**{c: None for c in Line.__dataclass_fields__}, **values,
-                                                  "body_bytes": 0, "recorded": 0})))
+    lane.worker.local_jobs.add(job_id)
+    lane.worker.kick()  # its lines start at the next tick, MAX_RUNNING at a time
     return JSONResponse(await view(lane, job_id, tenant, results=False), status_code=200)
 
 
@@ -134,30 +132,27 @@ async def run_line(lane: BatchStage, line: Line) -> None:
 
     assert lane.store is not None
     worker = lane.worker
-    if line.id in worker.running:
-        return
-    worker.running.add(line.id)
+    worker.running.add(line.id)  # (already, when the worker spawned it)
     try:
-        async with RUNNING:
-            who = orjson.loads(line.who)
-            req = codec.request_from_json(line.request)
-            call = recorder.call_of(line.id, who, req)
-            call.decisions.update({"_batch_job": line.job_id, "_batch_seq": line.seq,
-                                   "_batch_custom_id": who.get("custom_id"), "_batch_window": who.get("window"),
-                                   DEFER_DECISION: who.get("window") or lane.options.completion_window})
-            result = error = None
-            try:
-                reply = await lane.ctx.pipeline(call)
-                result = codec.response_to_json(await collect(reply))
-            except APIError as exc:
-                error = codec.dumps({"status": exc.status, "message": exc.message, "code": exc.code})
-            except Exception as exc:
-                log.exception("job line %s failed", line.id)
-                error = codec.dumps({"status": 500, "message": f"{type(exc).__name__}: {exc}"})
-            # answered without the lane: stored now (the ledger stage wrote its row)
-            await asyncio.to_thread(lane.store.db.execute,
-                                    "UPDATE batch_lines SET state = 'done', result = ?, error = ?, recorded = 1, "
-                                    "updated = ? WHERE id = ? AND state = 'new'", (result, error, time.time(), line.id))
+        who = orjson.loads(line.who)
+        req = codec.request_from_json(line.request)
+        call = recorder.call_of(line.id, who, req)
+        call.decisions.update({"_batch_job": line.job_id, "_batch_seq": line.seq,
+                               "_batch_custom_id": who.get("custom_id"), "_batch_window": who.get("window"),
+                               DEFER_DECISION: who.get("window") or lane.options.completion_window})
+        result = error = None
+        try:
+            reply = await lane.ctx.pipeline(call)
+            result = codec.response_to_json(await collect(reply))
+        except APIError as exc:
+            error = codec.dumps({"status": exc.status, "message": exc.message, "code": exc.code})
+        except Exception as exc:
+            log.exception("job line %s failed", line.id)
+            error = codec.dumps({"status": 500, "message": f"{type(exc).__name__}: {exc}"})
+        # answered without the lane: stored now (the ledger stage wrote its row)
+        await asyncio.to_thread(lane.store.db.execute,
+                                "UPDATE batch_lines SET state = 'done', result = ?, error = ?, recorded = 1, "
+                                "updated = ? WHERE id = ? AND state = 'new'", (result, error, time.time(), line.id))
     finally:
         worker.running.discard(line.id)
 

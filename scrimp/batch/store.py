@@ -187,14 +187,16 @@ class LaneStore:
             row = cur.fetchone()
             leader = row[0] if row else None
             values["leader"] = leader
-            cur.execute(self.q("SELECT state FROM batch_lines WHERE id = ?"), (values["id"],))
+            cur.execute(self.q("SELECT state, leader FROM batch_lines WHERE id = ?"), (values["id"],))
             existing = cur.fetchone()
             if existing is None:
                 self.insert_line(values, cur)
-            else:
+            elif existing[0] == "new":
                 sets = [c for c in values if c != "id"]
-                cur.execute(self.q(f"UPDATE batch_lines SET {', '.join(f'{c} = ?' for c in sets)} WHERE id = ?"),
-                            (*[values[c] for c in sets], values["id"]))
+                cur.execute(self.q(f"UPDATE batch_lines SET {', '.join(f'{c} = ?' for c in sets)} WHERE id = ? "
+                                   "AND state = 'new'"), (*[values[c] for c in sets], values["id"]))
+            else:  # queued already (a job line run twice, by two replicas): never queued again
+                return existing[1]
             return leader
         return work
 

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("scrimp.batch")
 RECOVER_AFTER_S = 30.0  # a submission this old with no provider id, and not under way here, crashed
+MAX_RUNNING = 512  # job lines going through the pipeline at once, per process
+ORPHANED_AFTER_S = 5.0  # a job line another replica took and has not run for this long: its replica died
 
 
 class Worker:
@@ -41,6 +43,7 @@ class Worker:
         self._wake = asyncio.Event()
         self.submitting: set[str] = set()  # batch ids whose submission is under way in this process
         self.running: set[str] = set()  # job lines going through the pipeline here
+        self.local_jobs: set[str] = set()  # jobs created on this replica (their lines are run here)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.cleaned = time.monotonic()  # the last clean-up of old lines
         self.submitted = 0  # provider batches this replica submitted
@@ -89,6 +92,7 @@ class Worker:
 
     async def tick(self) -> None:
         self.leader = await asyncio.to_thread(self.store.acquire_lease, self.holder, self.options.lease_s)
+        await self.run_new_job_lines()  # every replica runs its own jobs' lines; the leader also orphaned ones
         if not self.leader:
             return
         await self.recover()
@@ -96,7 +100,6 @@ class Worker:
         await self.poll()
         await asyncio.to_thread(self.adopt_orphan_followers)
         await self.record_unwaited()
-        await self.run_new_job_lines()
         from scrimp.batch import jobs
 
         await jobs.finish_and_deliver(self.lane)
@@ -343,11 +346,23 @@ class Worker:
                 recorder.committed(ledger, rows)
 
     async def run_new_job_lines(self) -> None:
-        """Job lines not yet through the pipeline (the replica that took the job died before running them)."""
+        """Job lines not yet through the pipeline, at most MAX_RUNNING at a time per process (a job of 100,000
+        lines is not 100,000 tasks at once): this replica's own jobs', and, on the leader, lines another replica
+        took and has not run for ORPHANED_AFTER_S (it died)."""
         from scrimp.batch import jobs
 
-        lines = await asyncio.to_thread(self.store.lines_where, "state = 'new' AND created < ?",
-                                        (time.time() - 5.0,))
+        room = MAX_RUNNING - len(self.running)
+        if room <= 0:
+            return
+        lines = await asyncio.to_thread(self.store.lines_where, "state = 'new' ORDER BY created LIMIT ?",
+                                        (room + len(self.running),))
+        orphaned = time.time() - ORPHANED_AFTER_S
         for line in lines:
-            if line.id not in self.running:
-                self.spawn(jobs.run_line(self.lane, line))
+            if line.id in self.running or not (line.job_id in self.local_jobs or
+                                               (self.leader and line.created < orphaned)):
+                continue
+            self.running.add(line.id)
+            self.spawn(jobs.run_line(self.lane, line))
+            room -= 1
+            if room <= 0:
+                break

@@ -199,3 +199,20 @@ def test_old_answered_lines_and_jobs_are_forgotten(make_lane):
     assert worker.clean_up(before=time.time() + 1) == 1
     assert httpx.get(f"{lane.url}/v1/scrimp/jobs/{created['id']}").status_code == 404
     assert len(lane.rows()) == 1  # the ledger keeps its row
+
+
+def test_job_lines_go_through_the_pipeline_a_bounded_number_at_a_time(make_lane, monkeypatch):
+    from scrimp.batch import worker as worker_mod
+
+    monkeypatch.setattr(worker_mod, "MAX_RUNNING", 2)
+    lane = make_lane(batch={"max_wait_s": 0.1})
+    created = httpx.post(lane.url + "/v1/scrimp/jobs", json={"requests": [
+        {"body": question(f"Bounded line {i}")} for i in range(5)]}).json()
+    most = 0
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{lane.url}/v1/scrimp/jobs/{created['id']}").json()["status"] != "completed":
+        most = max(most, len(lane.stage.worker.running))
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert 1 <= most <= 2
+    assert len(lane.rows()) == 5
