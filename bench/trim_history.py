@@ -39,12 +39,14 @@ def latency_50_turns(conv: dict, policy, trimmer, runs: int = 200) -> dict:
                           messages=[*history, {"role": "user", "content": [{"type": "text", "text": q}]}])
         t0 = time.perf_counter()
         prepared = trimmer.prepare(req)
-        trimmer.build(prepared, prepared.wanted, summary="a stand-in summary of the earlier turns")
+        trimmed = trimmer.build(prepared, prepared.wanted, summary="a stand-in summary of the earlier turns")
         times.append(time.perf_counter() - t0)
+        kept = sum(trimmed.message_tokens)
     times.sort()
     from scrimp.trim.history import message_tokens
 
     return {"requests": len(times), "history_tokens": sum(message_tokens(m) for m in history),
+            "sent_tokens_last": kept, "checkpoint_last": trimmed.levels.checkpoint,
             "latency_ms_p50": round(times[len(times) // 2] * 1000, 2),
             "latency_ms_p99": round(times[min(len(times) - 1, int(0.99 * len(times)))] * 1000, 2)}
 
@@ -77,6 +79,12 @@ def main() -> None:
     out["all"] = summarise(every)
     out["evidence_recall_by_category"] = {k: summarise(v)["evidence_recall"] for k, v in sorted(by_category.items())}
     out["fifty_turn_request"] = latency_50_turns(convs[0], policy, trimmer)
+    # the same with the history trimmed (50 LoCoMo turns are ~2,000 tokens, under the default trigger)
+    import dataclasses
+
+    trimming = dataclasses.replace(policy, history=dataclasses.replace(policy.history, trigger_tokens=500,
+                                                                       min_keep_tokens=200))
+    out["fifty_turn_request_trimmed"] = latency_50_turns(convs[0], trimming, Trimmer(trimming, trimmer.chunk_relevance.vectors))
     print(json.dumps(out, indent=1))
 
 

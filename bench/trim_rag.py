@@ -42,16 +42,18 @@ def main() -> None:
     by_half: dict[str, list] = {"tune": [], "held_out": []}
     for row, ex in zip(rows, examples, strict=True):
         by_half[half(str(row["id"]))].append(ex)
-    # latency with the chunk vectors not yet cached (a fresh process would embed them again): run once more on a
-    # fresh vector cache for the timing of 20-chunk requests, chunks of two questions stitched together
+    # latency of 20-chunk requests (the chunks of two questions together): with chunks never seen (embedded on
+    # the request) and with the same chunks again (their vectors cached, as for a corpus's popular chunks)
     fresh = Trimmer(policy, VectorCache(shared_minilm()))
     twenty = [{"id": f"{a['id']}+{b['id']}", "question": a["question"], "chunks": a["chunks"] + b["chunks"],
                "gold": a["gold"]} for a, b in zip(rows[0:60:2], rows[1:60:2], strict=False)
               if len(a["chunks"]) + len(b["chunks"]) == 20]
     timing = summarise(list(rag_examples(twenty, policy, fresh)))
+    warm = summarise(list(rag_examples(twenty, policy, fresh)))  # the same chunks again: their vectors cached
     out = {"machine": machine(), "data": args.data,
            "tune": summarise(by_half["tune"]), "held_out": summarise(by_half["held_out"]), "all": summarise(examples),
-           "twenty_chunk_requests": {k: timing[k] for k in ("examples", "latency_ms_p50", "latency_ms_p99")}}
+           "twenty_chunk_requests_new_chunks": {k: timing[k] for k in ("examples", "latency_ms_p50", "latency_ms_p99")},
+           "twenty_chunk_requests_seen_chunks": {k: warm[k] for k in ("examples", "latency_ms_p50", "latency_ms_p99")}}
     print(json.dumps(out, indent=1))
 
 
