@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from scrimp.cli import main
@@ -64,6 +65,14 @@ def test_audit_names_the_planted_waste(week):
     assert {f for c, f in found if c == "trimmable_input"} == {"agent"}
     agent = next(f for f in report["features"] if f["feature"] == "agent")
     assert agent["trimmable_share"] == trim["evidence"]["share"] and agent["no_max_tokens_share"] == 0
+
+    # reports: gpt-4o-mini agreed on 19 of 20 shadow checks; its calls repriced at $0.15 / $0.60 per Mtok
+    move = found[("cheaper_model", "reports")]
+    rep = feats["reports"]
+    assert move["evidence"]["agreement"] == 0.95 and move["evidence"]["samples"] == 20
+    assert move["saving_usd"] == pytest.approx(rep["input"] * (2.50 - 0.15) / 1e6 + rep["output"] * (10 - 0.60) / 1e6)
+    assert "cheap: gpt-4o-mini" in move["how"] and ("untested_model", "reports") not in found
+    assert found[("untested_model", "nightly")]["confidence"] == "untested"
 
     # the control feature shows none of it; its exact-cache hits show in its hit rate
     assert not [k for k in found if k[1] == "chat"]

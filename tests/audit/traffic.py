@@ -2,7 +2,8 @@
 
 - faq: 12 support questions asked again and again at temperature 0 on gpt-4o (cacheable, paid every time)
 - assistant: claude-sonnet-4-6 with a ~1,500-token system prompt that starts with the current time (volatile)
-- reports: gpt-4o answers sent without max_tokens (long, uncapped)
+- reports: gpt-4o answers sent without max_tokens (long, uncapped); shadow checks show gpt-4o-mini agreeing
+  on 19 of 20 of them (a cheaper model, tested)
 - nightly: a gpt-4o job that is never streamed and runs between 02:00 and 03:00 UTC (batchable)
 - agent: claude-haiku-4-5 conversations of 24 turns with long tool outputs (trimmable input)
 - chat: the control, none of the above (unique prompts, streamed, capped, stable system prompt, cheapest model;
@@ -87,6 +88,7 @@ def generate(store: Any, end: datetime, seed: int = 3) -> dict[str, Any]:
             e["input"] += usage.input
             e["output"] += usage.output
 
+    shadows: list[dict[str, Any]] = []
     weights = [1 / (i + 1) for i in range(len(FAQ))]
     for d in range(7):
         day = start + timedelta(days=d)
@@ -106,7 +108,13 @@ def generate(store: Any, end: datetime, seed: int = 3) -> dict[str, Any]:
             req = ChatRequest(model="gpt-4o", messages=[_msg("Write the report on " + _text(rng, 10))],
                               stream=rng.random() < 0.5)
             out = int(min(rng.lognormvariate(6.5, 0.6), 4000))
-            call("reports", _at(day, rng, range(9, 18)), "gpt-4o", req, _text(rng, 40), req.stream, out)
+            ts = _at(day, rng, range(9, 18))
+            call("reports", ts, "gpt-4o", req, _text(rng, 40), req.stream, out)
+            if len(shadows) < 20:
+                shadows.append({"ts": ts, "request_id": f"req_{seed}_{n:06d}", "route": "reports", "tenant": "acme",
+                                "feature": "reports", "prompt": "report", "cheap_model": "gpt-4o-mini",
+                                "strong_model": "gpt-4o", "served": "strong", "score": 0.0 if len(shadows) == 7
+                                else 1.0, "scorer": "judge", "cost_usd": 0.0})
         for _ in range(10):
             req = ChatRequest(model="gpt-4o", messages=[_msg("Summarise: " + _text(rng, 300))], max_tokens=200,
                               temperature=0.2)
@@ -127,6 +135,8 @@ def generate(store: Any, end: datetime, seed: int = 3) -> dict[str, Any]:
                               temperature=0.7, stream=True)
             call("chat", _at(day, rng, range(7, 23)), "claude-haiku-4-5", req, _text(rng, 50), True,
                  cached=rng.random() < 0.2)
+    for row in shadows:
+        store.write(row, table="shadow")
     store.flush()
     log.flush()
     log.close()
