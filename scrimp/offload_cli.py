@@ -195,9 +195,10 @@ def eval_(model_dir: str, data_path: str, threshold: float | None, as_json: bool
         click.echo(json.dumps(result))
         return
     agreement = "-" if result["agreement"] is None else f"{result['agreement']:.2%}"
+    threshold = "none (answers nothing locally)" if result["threshold"] is None else f"{result['threshold']:.4f}"
     click.echo(f"{result['examples']} examples: {result['coverage']:.1%} answered locally ({result['served']}), "
                f"agreeing with the LLM on {agreement}; accuracy if every call were answered locally "
-               f"{result['accuracy']:.2%}; threshold {result['threshold']:.4f}")
+               f"{result['accuracy']:.2%}; threshold {threshold}")
     if result["unknown_labels"]:
         click.echo(f"{result['unknown_labels']} examples have an answer the model never learned")
 

@@ -4,6 +4,7 @@ agreement the share of those whose label equals the LLM's."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from scrimp.offload.labels import label_of
@@ -25,4 +26,4 @@ def evaluate(model: OffloadModel, prompts: list[str], answers: list[str], *, thr
             "coverage": len(served) / n if n else 0.0,
             "agreement": agreed / len(served) if served else None,
             "accuracy": sum(d.label == t_ for d, t_ in zip(decisions, truth)) / n if n else 0.0,
-            "threshold": t, "unknown_labels": sum(lab not in known for lab in truth)}
+            "threshold": None if math.isinf(t) else t, "unknown_labels": sum(lab not in known for lab in truth)}
