@@ -74,6 +74,12 @@ def test_audit_names_the_planted_waste(week):
     assert "cheap: gpt-4o-mini" in move["how"] and ("untested_model", "reports") not in found
     assert found[("untested_model", "nightly")]["confidence"] == "untested"
 
+    # greeting: five prompts repeated at temperature 0.9, which no cache may reuse as they are
+    sampled = found[("temperature", "greeting")]
+    assert sampled["evidence"]["repeats"] == feats["greeting"]["calls"] - 5
+    assert sampled["evidence"]["temperatures"] == [0.9] and "any_temperature: true" in sampled["how"]
+    assert ("cacheable_prompts", "greeting") not in found
+
     # the control feature shows none of it; its exact-cache hits show in its hit rate
     assert not [k for k in found if k[1] == "chat"]
     chat = next(f for f in report["features"] if f["feature"] == "chat")

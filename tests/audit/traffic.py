@@ -5,6 +5,7 @@
 - reports: gpt-4o answers sent without max_tokens (long, uncapped); shadow checks show gpt-4o-mini agreeing
   on 19 of 20 of them (a cheaper model, tested)
 - nightly: a gpt-4o job that is never streamed and runs between 02:00 and 03:00 UTC (batchable)
+- greeting: 5 prompts repeated at temperature 0.9 on gpt-4o-mini (repeats no cache may reuse: sampled)
 - agent: claude-haiku-4-5 conversations of 24 turns with long tool outputs (trimmable input)
 - chat: the control, none of the above (unique prompts, streamed, capped, stable system prompt, cheapest model;
   a fifth of its calls exact-cache hits)
@@ -119,6 +120,12 @@ def generate(store: Any, end: datetime, seed: int = 3) -> dict[str, Any]:
             req = ChatRequest(model="gpt-4o", messages=[_msg("Summarise: " + _text(rng, 300))], max_tokens=200,
                               temperature=0.2)
             call("nightly", _at(day, rng, range(2, 3)), "gpt-4o", req, _text(rng, 80), False)
+        for _ in range(8):
+            hello = rng.choice(["Say hello to Ann", "Say hello to Bob", "Greet the team", "Welcome a new user",
+                                "Wish a good weekend"])
+            req = ChatRequest(model="gpt-4o-mini", messages=[_msg(hello)], max_tokens=60, temperature=0.9,
+                              stream=True)
+            call("greeting", _at(day, rng, range(8, 20)), "gpt-4o-mini", req, f"{hello}! " + _text(rng, 8), True)
         for _ in range(6):
             turns = []
             for t in range(12):
