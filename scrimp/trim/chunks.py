@@ -17,10 +17,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from scrimp.tokens import count_tokens
-from scrimp.trim.relevance import Relevance
+from scrimp.trim.relevance import Relevance, words
 
 DOC_ELEMENT = re.compile(r"<document\b[^>]*>.*?</document>\s*", re.DOTALL | re.IGNORECASE)
+_PARENS = re.compile(r"\([^)]*\)")
 _TITLE = re.compile(r"""\btitle\s*=\s*["']([^"']*)["']|<title>(.*?)</title>""", re.DOTALL | re.IGNORECASE)
 
 
@@ -81,18 +84,39 @@ class ChunkPolicy:
     min_chunks: int = 3  # a message with fewer chunks is left alone
     keep_at_least: int = 1
     second_hop: bool = True
+    link_boost: float = 0.5
 
 
-def rank(chunks: list[Chunk], question: str, relevance: Relevance, second_hop: bool = True) -> list[float]:
+def _phrase(text: str) -> str:
+    """A title as a run of content words, without a "(disambiguation)" part: what a mention of it looks like."""
+    return " " + " ".join(words(_PARENS.sub("", text))) + " "
+
+
+def rank(chunks: list[Chunk], question: str, relevance: Relevance, second_hop: bool = True,
+         link_boost: float = 0.5) -> list[float]:
     """A relevance score per chunk. With `second_hop`, a chunk also scores for the question together with the best
-    chunk (a bridge question needs the passage the first one names), at a lower weight."""
+    chunk (a bridge question needs the passage the first one names), at half weight. With `link_boost`, a titled
+    chunk named in the text of one of the two best chunks gains that share of the naming chunk's score (the
+    entity link a multi-hop question follows)."""
     docs = [f"{c.title}\n{c.text}" if c.title else c.text for c in chunks]
-    scores = relevance.scores(question, docs)
+    first = relevance.scores(question, docs)
+    scores = first
     if second_hop and len(chunks) > 2:
-        best = int(scores.argmax())
+        best = int(first.argmax())
         hop = relevance.scores(f"{question}\n{docs[best]}", docs)
         hop[best] = 0.0
-        scores = scores + 0.5 * hop
+        scores = first + 0.5 * hop
+    if link_boost and len(chunks) > 2:
+        scores = scores.copy()
+        top = [int(i) for i in np.argsort(-first, kind="stable")[:2]]
+        texts = {b: _phrase(chunks[b].text) for b in top}
+        for i, c in enumerate(chunks):
+            title = _phrase(c.title) if c.title else ""
+            if title.strip():
+                for b in top:
+                    if b != i and title in texts[b]:
+                        scores[i] += link_boost * first[b]
+                        break
     return [float(s) for s in scores]
 
 

@@ -44,6 +44,7 @@ class ChunksPolicy:
     bm25_weight: float = 0.6
     embed_chars: int | None = 200  # embed each chunk's first characters (BM25 reads it all); None: all of it
     second_hop: bool = True  # also rank for the question plus the best chunk (bridge questions)
+    link_boost: float = 0.5  # a chunk whose title the best chunks mention gains this share of their score
 
     def check(self, where: Where) -> None:
         if self.keep_ratio is not None and not 0 < self.keep_ratio <= 1:

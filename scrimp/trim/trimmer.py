@@ -89,7 +89,7 @@ class Trimmer:
                       report: list[dict[str, Any]]) -> list[dict[str, Any]]:
         p = self.policy.chunks
         policy = chunk_ops.ChunkPolicy(p.top_k, p.budget_tokens, p.keep_ratio, p.min_chunks, p.keep_at_least,
-                                       p.second_hop)
+                                       p.second_hop, p.link_boost)
         out = messages
         for i, msg in enumerate(messages):
             if msg["role"] != "user":
@@ -103,7 +103,8 @@ class Trimmer:
                 found, question = chunk_ops.find_chunks(content)
                 if len(found) < p.min_chunks:
                     continue
-                scores = chunk_ops.rank(found, question or final_text, self.chunk_relevance, p.second_hop)
+                scores = chunk_ops.rank(found, question or final_text, self.chunk_relevance, p.second_hop,
+                                        p.link_boost)
                 kept = chunk_ops.select(found, scores, policy)
                 report.append({"message": i, "kept": sorted(kept), "chunks": len(found)})
                 if len(kept) == len(found):
