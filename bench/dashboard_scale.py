@@ -201,13 +201,14 @@ def views(store: LedgerStore) -> dict[str, str]:
     """Each view the page loads: one overview request, and pages of calls behind a chart."""
     rows = store.query("SELECT ts, request_id FROM calls ORDER BY ts DESC, request_id DESC LIMIT 1 OFFSET 5000")
     deep = f"{rows[0][0]!r},{rows[0][1]}"
+    tenant, feature = store.query("SELECT tenant, feature FROM rollups WHERE tenant = 'tenant-01' AND feature <> '' "
+                                  "ORDER BY feature LIMIT 1")[0]  # one of the features that tenant uses
     return {
         "overview 24h": "/dashboard/api/overview?since=24h",
         "overview 7d": "/dashboard/api/overview?since=7d",
         "overview 30d": "/dashboard/api/overview?since=30d",
         "overview 7d, one tenant": "/dashboard/api/overview?since=7d&tenant=tenant-00",
-        "overview 30d, one tenant + feature": "/dashboard/api/overview?since=30d&tenant=tenant-01&feature="
-                                              + FEATURES[0],
+        "overview 30d, one tenant + feature": f"/dashboard/api/overview?since=30d&tenant={tenant}&feature={feature}",
         "calls 7d, first page": "/dashboard/api/calls?since=7d",
         "calls 7d, one model": "/dashboard/api/calls?since=7d&dim=model&key=gpt-4.1",
         "calls 7d, a page 5,000 calls deep": f"/dashboard/api/calls?since=7d&after={deep}",
@@ -304,6 +305,7 @@ def main() -> None:
                         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             for f in Path(tmp).glob("*"):
                 f.unlink()
+    Path(tmp).rmdir()
 
 
 if __name__ == "__main__":

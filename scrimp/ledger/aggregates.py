@@ -184,9 +184,10 @@ class Batch:
             return
         sums = np.zeros((len(targets), _N))
         np.add.at(sums, np.asarray(tid), np.asarray(vectors, dtype=np.float64)[np.asarray(gid)])
-        floats = [m in FLOAT_MEASURES for m in MEASURES]
-        for key, row in zip(targets, sums.tolist(), strict=True):
-            yield (*key, *(v if is_float else round(v) for v, is_float in zip(row, floats, strict=True)))
+        columns = [sums[:, i].tolist() if m in FLOAT_MEASURES else np.rint(sums[:, i]).astype(np.int64).tolist()
+                   for i, m in enumerate(MEASURES)]
+        for key, values in zip(targets, zip(*columns, strict=True), strict=True):
+            yield key + values
 
     def write(self, cursor: Any, placeholder: str) -> int:
         rows = list(self.rows())
