@@ -95,6 +95,7 @@ class RequestLogWriter:
 
     # -- the thread ----------------------------------------------------------------------------------------------
     def _run(self) -> None:
+        self._purge(self.clock())  # rows that aged out while the gateway was down
         stop = False
         while not stop:
             items = [self._queue.get()]
