@@ -49,5 +49,6 @@ def provider_of(model: str) -> str | None:
 
 
 def answered(row: dict[str, Any]) -> bool:
-    """A provider answered it (not a cache hit, not a failure before any answer)."""
-    return row["cache"] in (None, "miss") and bool(row["served_model"]) and row["provider"] not in (None, "cache")
+    """A provider answered it (not a cache hit, not an offloaded answer, not a failure before any answer)."""
+    return (row["cache"] in (None, "miss") and bool(row["served_model"])
+            and row["provider"] not in (None, "cache", "offload"))

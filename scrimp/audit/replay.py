@@ -195,7 +195,7 @@ def changed_answers(entries: list[dict[str, Any]], outcomes: list[dict[str, Any]
         cause = None
         if out["cache"] in ("exact", "semantic") and not was_cached:
             cause = "cached"
-        elif any(k.startswith("offload") for k in d):
+        elif "offload" in d:  # the offload stage's label (a local model answered)
             cause = "offloaded"
         elif out["served"] and entry["served_model"] and out["served"] != entry["served_model"] \
                 and out["cache"] in (None, "miss") and not was_cached:
