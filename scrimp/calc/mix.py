@@ -10,11 +10,12 @@ from typing import Any
 
 from scrimp.audit.checks.batch import batchable
 from scrimp.audit.data import Traffic
+from scrimp.audit.findings import answered
 
 
 def ledger_mix(traffic: Traffic, feature: str | None = None) -> dict[str, Any]:
     calls = [c for c in traffic.calls if feature is None or (c["feature"] or "-") == feature]
-    paid = [c for c in calls if c["cache"] in (None, "miss")]
+    paid = [c for c in calls if answered(c)]  # a provider billed them (no cache hit, no offloaded answer)
     month = 30.0 / traffic.days
     inp = sum(c["input_tokens"] + c["cache_write_5m_tokens"] + c["cache_write_1h_tokens"] for c in paid)
     cached = sum(c["cache_read_tokens"] for c in paid)
