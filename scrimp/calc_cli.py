@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from scrimp.calc.gpus import GPUS
 from scrimp.canonical import Usage
 
 
@@ -71,18 +72,18 @@ def calc() -> None:
 
 
 @calc.command()
-@click.option("--gpu", type=click.Choice(["rtx-5090", "rtx-4090", "l40s", "a100-80gb", "h100-80gb"]),
+@click.option("--gpu", type=click.Choice(list(GPUS)),
               default="a100-80gb", show_default=True, help="A GPU preset (price, power).")
-@click.option("--gpus", type=int, default=1, show_default=True, help="GPUs in the deployment.")
+@click.option("--gpus", type=click.IntRange(1), default=1, show_default=True, help="GPUs in the deployment.")
 @click.option("--gpu-price", type=float, default=None, help="USD per GPU (overrides the preset).")
 @click.option("--gpu-watts", type=float, default=None, help="Watts per GPU (overrides the preset).")
-@click.option("--throughput", type=float, required=True, help="Tokens per second the deployment generates.")
+@click.option("--throughput", type=click.FloatRange(min=0, min_open=True), required=True, help="Tokens per second the deployment generates.")
 @click.option("--hours", type=float, default=None,
               help="Hours a month the GPUs run (default: the ledger's active hours a day x 30, else 176).")
 @click.option("--usd-per-kwh", type=float, default=0.15, show_default=True)
 @click.option("--pue", type=float, default=1.0, show_default=True, help="Power overhead (cooling) factor.")
 @click.option("--ops", type=float, default=0.0, show_default=True, help="Operations cost, USD a month.")
-@click.option("--utilisation", type=float, default=1.0, show_default=True, help="Share of capacity in use.")
+@click.option("--utilisation", type=click.FloatRange(0.01, 1.0), default=1.0, show_default=True, help="Share of capacity in use.")
 @click.option("--amortisation", type=float, default=36.0, show_default=True, help="Months to spread hardware over.")
 @click.option("--api-model", default=None, help="Price the API side at this model's list prices.")
 @click.option("--api-in", type=float, default=None, help="API input price, USD per Mtok.")
@@ -100,7 +101,6 @@ def selfhost(gpu: str, gpus: int, gpu_price: float | None, gpu_watts: float | No
     """Self-hosting an open model on GPUs against the API prices you pay: break-even months and the token
     volume a month at which owning the GPUs costs what the API does."""
     from scrimp.audit.source import SourceError
-    from scrimp.calc.gpus import GPUS
     from scrimp.calc.selfhost import SelfHost, blended_price
     from scrimp.pricing import BATCH_DISCOUNT
 
@@ -172,7 +172,7 @@ def selfhost(gpu: str, gpus: int, gpu_price: float | None, gpu_watts: float | No
 @click.option("--training-tokens", type=float, default=None,
               help="Tokens in the training set (default: examples x the average call's input + output).")
 @click.option("--epochs", type=int, default=3, show_default=True)
-@click.option("--prompt-reduction", type=float, default=0.0, show_default=True,
+@click.option("--prompt-reduction", type=click.FloatRange(0.0, 0.99), default=0.0, show_default=True,
               help="Share of the prompt the tuned model no longer needs (instructions, examples).")
 @click.option("--eval-cost", type=float, default=0.0, show_default=True, help="One-time evaluation cost, USD.")
 @click.option("--hosting", type=float, default=0.0, show_default=True, help="Hosting fee of the tuned model, USD a month.")
