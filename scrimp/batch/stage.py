@@ -189,8 +189,6 @@ class BatchStage(Stage):
         self.counts["merged" if leader else "deferred"] += 1
         if leader:
             call.decisions["batch"] = "merged"
-        if self.worker is not None:
-            self.worker.kick()
         try:
             line = await self._wait(call.request_id, future)
         except APIError:
