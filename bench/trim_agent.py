@@ -76,7 +76,11 @@ def arm(stages: list[dict], model: str, sessions: int, steps: int) -> dict:
             per = store.query("SELECT user_id, SUM(cost_usd), SUM(input_tokens + cache_read_tokens + "
                               "cache_write_5m_tokens + cache_write_1h_tokens) FROM calls GROUP BY user_id ORDER BY user_id")
             levers = store.query("SELECT lever, kind, SUM(usd) FROM savings GROUP BY lever, kind")
-    return {"per_session": {u: {"cost_usd": round(c, 5), "input_tokens": t} for u, c, t in per},
+            decisions = [json.loads(d) for (d,) in store.query("SELECT decisions FROM calls")]
+    trims = [d["trim"] for d in decisions if "trim" in d]
+    return {"calls": len(decisions), "calls_trimmed": len(trims),
+            "calls_masking_held_back": sum(1 for t in trims if "held_back" in t),
+            "calls_masked": sum(1 for t in trims if t.get("masked")),"per_session": {u: {"cost_usd": round(c, 5), "input_tokens": t} for u, c, t in per},
             "total_usd": round(sum(c for _, c, _ in per), 5), "levers": {f"{lv} {k}": round(v, 5) for lv, k, v in levers}}
 
 

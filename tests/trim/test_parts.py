@@ -87,3 +87,24 @@ def test_an_unknown_summary_model_is_refused():
 
     with pytest.raises(ConfigError, match="stages.trim.default.history.summary_model: unknown model 'nope'"):
         build_stage("trim", {"default": {"history": {"summary_model": "nope"}}}, StageContext({}, None))
+
+
+def test_search_result_blocks_inside_a_tool_result_are_pruned():
+    from scrimp.canonical import ChatRequest
+    from scrimp.trim.options import TrimPolicy
+    from scrimp.trim.trimmer import Trimmer
+
+    topics = ["volcano eruption lava Etna Sicily", "bread flour yeast oven", "chess rook pawn endgame",
+              "tides moon gravity sea", "jazz blues trumpet New Orleans"]
+    results = [{"type": "search_result", "source": f"https://x/{i}", "title": t.split()[0],
+                "content": [{"type": "text", "text": (t + ". ") * 5}]} for i, t in enumerate(topics)]
+    req = ChatRequest(model="m", messages=[
+        {"role": "user", "content": [{"type": "text", "text": "When did Etna in Sicily erupt?"}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "search", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": results}]}])
+    policy = TrimPolicy()
+    policy.chunks.bm25_weight = 1.0  # lexical only: no embedder in this test
+    prepared = Trimmer(policy, None).prepare(req)
+    kept = prepared.messages[2]["content"][0]["content"]
+    # at most 40% of the chunk tokens: two of five equal results, the relevant one among them, in order
+    assert len(kept) == 2 and kept[0]["title"] == "volcano" and prepared.removed["chunks"] > 0
