@@ -112,7 +112,7 @@ class Relevance:
 
     def scores(self, query: str, docs: list[str]) -> np.ndarray:
         lexical = _unit(bm25(query, docs))
-        if self.vectors is None or not docs:
-            return lexical
+        if self.vectors is None or not docs or self.bm25_weight >= 1:
+            return lexical  # bm25_weight 1: lexical only, no embedding time
         dense = _minmax(self.cosine(query, docs))
         return self.bm25_weight * lexical + (1 - self.bm25_weight) * dense
