@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from scrimp.tokens import count_tokens
+from scrimp.trim.counting import count_tokens
 from scrimp.trim.relevance import Relevance, words
 
 DOC_ELEMENT = re.compile(r"<document\b[^>]*>.*?</document>\s*", re.DOTALL | re.IGNORECASE)

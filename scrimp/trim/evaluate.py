@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scrimp.canonical import ChatRequest
-from scrimp.tokens import count_tokens
+from scrimp.trim.counting import count_tokens
 from scrimp.trim.history import message_tokens
 from scrimp.trim.options import TrimPolicy
 from scrimp.trim.trimmer import Trimmer

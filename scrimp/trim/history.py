@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from scrimp.tokens import MESSAGE_OVERHEAD, block_text, count_tokens
+from scrimp.tokens import MESSAGE_OVERHEAD, block_text
+from scrimp.trim.counting import count_tokens
 from scrimp.trim.options import HistoryPolicy
 from scrimp.trim.relevance import Relevance
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scrimp.canonical import ChatRequest
-from scrimp.tokens import block_text, count_tokens, tool_text
+from scrimp.tokens import block_text, tool_text
 from scrimp.trim import chunks as chunk_ops
+from scrimp.trim.counting import count_tokens
 from scrimp.trim.history import HistoryPlan, apply_history, final_turn, message_tokens, plan_history
 from scrimp.trim.options import TrimPolicy
 from scrimp.trim.relevance import Relevance, VectorCache
