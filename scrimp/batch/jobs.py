@@ -10,18 +10,18 @@ single deferred call, by its request id (`x-scrimp-request-id`)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from scrimp import webhooks
 from scrimp.attribution import attribute, caller_key, plain_headers, tenant_of
 from scrimp.batch import codec, recorder
 from scrimp.batch.options import window_seconds
@@ -81,6 +81,10 @@ async def create_job(lane: BatchStage, request: Request) -> Response:
             raise APIError(400, "webhook: expected an http(s) URL.", param="webhook")
         if not lane.options.webhook_secret:
             raise APIError(400, "webhook: this gateway has no webhook_secret configured to sign deliveries.",
+                           param="webhook")
+        host = urlsplit(webhook).hostname or ""
+        if lane.options.webhook_hosts and host not in lane.options.webhook_hosts:
+            raise APIError(400, f"webhook: host {host!r} is not one this gateway posts to (batch.webhook_hosts).",
                            param="webhook")
     headers = plain_headers(request.scope["headers"])
     key = caller_key(request.scope)
@@ -202,10 +206,6 @@ async def view(lane: BatchStage, job_id: str, tenant: str, *, results: bool = Tr
     return out
 
 
-def signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 async def finish_and_deliver(lane: BatchStage) -> None:
     """Close the jobs whose lines are all done; post the due webhooks (one attempt each per tick)."""
     assert lane.store is not None
@@ -225,7 +225,7 @@ async def finish_and_deliver(lane: BatchStage) -> None:
             async with lane.client.session().post(
                     url, data=body, timeout=_timeout(lane.options.webhook_timeout_s),
                     headers={"content-type": "application/json", "x-scrimp-job-id": job_id,
-                             "x-scrimp-signature": signature(lane.options.webhook_secret or "", body)}) as resp:
+                             "x-scrimp-signature": webhooks.signature(lane.options.webhook_secret or "", body)}) as resp:
                 await resp.read()
                 if not 200 <= resp.status < 300:
                     error = f"HTTP {resp.status}"

@@ -49,6 +49,9 @@ class BatchOptions:
     webhook_attempts: int = 10
     webhook_backoff_s: float = 2.0  # doubled after each failed delivery
     webhook_timeout_s: float = 10.0
+    # hosts a job's webhook may name (exact host names); empty: any. A caller's URL is fetched by the gateway,
+    # so deployments with untrusted callers list their receivers here.
+    webhook_hosts: list[str] = field(default_factory=list)
     max_job_requests: int = 100_000
     retention_days: float = 7.0  # answered, recorded lines (and finished jobs) are kept this long, then deleted
     features: dict[str, FeaturePolicy] = field(default_factory=dict)

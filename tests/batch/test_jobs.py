@@ -216,3 +216,11 @@ def test_job_lines_go_through_the_pipeline_a_bounded_number_at_a_time(make_lane,
         time.sleep(0.01)
     assert 1 <= most <= 2
     assert len(lane.rows()) == 5
+
+
+def test_a_webhook_host_outside_the_allow_list_is_refused(make_lane):
+    lane = make_lane(batch={"webhook_secret": SECRET, "webhook_hosts": ["hooks.example.com"]})
+    refused = httpx.post(lane.url + "/v1/scrimp/jobs", json={"requests": [{"body": question("x")}],
+                                                             "webhook": "http://169.254.169.254/latest"})
+    assert refused.status_code == 400
+    assert "'169.254.169.254' is not one this gateway posts to" in refused.json()["error"]["message"]
