@@ -6,7 +6,9 @@ both arms: what it costs with the trim stage (shipped defaults) and without.
 Each session is a task followed by `steps` tool calls whose results are an HTML page, a JSON listing or a log
 (2-6k tokens each), fed back as tool results; the conversation grows by each call and its output. Cost is what
 the ledger charged (input with cache reads and writes, output, any summary call), per session and in total.
-Target: the cost with trimming is never above the cost without, per session and in total.
+A third arm runs the same trim with `cache_aware: false` (old outputs masked whenever a step of them is old),
+to show what the cache-aware plan avoids. Target: the cost with trimming is never above the cost without, per
+session and in total.
 """
 
 from __future__ import annotations
@@ -92,10 +94,12 @@ def main() -> None:
     args = ap.parse_args()
     without = arm([], args.model, args.sessions, args.steps)
     with_trim = arm([{"name": "trim"}], args.model, args.sessions, args.steps)
+    # the same trim blind to the prompt cache: old outputs masked as soon as a step of them is old
+    blind = arm([{"name": "trim", "cache_aware": False}], args.model, args.sessions, args.steps)
     never_above = all(with_trim["per_session"][s]["cost_usd"] <= without["per_session"][s]["cost_usd"]
                       for s in without["per_session"])
     print(json.dumps({"machine": machine(), "sessions": args.sessions, "steps": args.steps, "model": args.model,
-                      "without_trim": without, "with_trim": with_trim,
+                      "without_trim": without, "with_trim": with_trim, "with_trim_cache_blind": blind,
                       "saving_usd": round(without["total_usd"] - with_trim["total_usd"], 5),
                       "saving_share": round(1 - with_trim["total_usd"] / without["total_usd"], 4),
                       "never_above_per_session": never_above}, indent=1))
