@@ -65,7 +65,7 @@ def main() -> None:
     times = []
     for prompt in te.prompts[:args.latency_calls]:
         t = time.perf_counter()
-        trained.model.decide(emb.embed([prompt]))
+        trained.model.decide([prompt], emb.embed([prompt]))
         times.append((time.perf_counter() - t) * 1e3)
     cal = trained.calibration
     out = {"train_examples": len(tr), "test_examples": len(te), "calibration": cal.to_dict(),

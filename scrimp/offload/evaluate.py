@@ -15,7 +15,7 @@ from scrimp.offload.training import embed
 def evaluate(model: OffloadModel, prompts: list[str], answers: list[str], *, threshold: float | None = None,
              progress: bool = False, vectors: Any = None) -> dict[str, Any]:
     x = vectors if vectors is not None else embed(prompts, progress)
-    decisions = model.decide(x, threshold)
+    decisions = model.decide(list(prompts), x, threshold)
     truth = [label_of(a) for a in answers]
     served = [d for d, _ in zip(decisions, truth) if d.served]
     agreed = sum(d.label == t for d, t in zip(decisions, truth) if d.served)

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from scrimp.offload import classifier
+from scrimp.offload.classifier import Classifier
 
-FORMAT = 1
+FORMAT = 2
 EMBEDDER = {"name": "all-MiniLM-L6-v2", "runtime": "onnx", "int8": True}  # scrimp.embedding.shared_minilm()
 
 
@@ -34,19 +34,19 @@ class Decision:
 @dataclass
 class OffloadModel:
     labels: list[str]  # class index -> label
-    weights: dict[str, np.ndarray]  # classifier.probabilities' weights
+    classifier: Classifier
     renderings: dict[str, str]  # label -> the answer text served for it
     threshold: float  # answer locally when confidence >= threshold
     info: dict[str, Any] = field(default_factory=dict)  # target, calibration, training data, timings
 
-    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
-        return classifier.probabilities(self.weights, vectors)
+    def probabilities(self, texts: list[str], vectors: np.ndarray) -> np.ndarray:
+        return self.classifier.probabilities(texts, vectors)
 
-    def decide(self, vectors: np.ndarray, threshold: float | None = None) -> list[Decision]:
+    def decide(self, texts: list[str], vectors: np.ndarray, threshold: float | None = None) -> list[Decision]:
         """What the gateway does with each question: the likeliest label, its probability, and whether that
         clears the threshold."""
         t = self.threshold if threshold is None else threshold
-        p = self.probabilities(vectors)
+        p = self.probabilities(texts, vectors)
         best = p.argmax(axis=1)
         conf = p[np.arange(len(p)), best]
         return [Decision(self.labels[i], float(c), bool(c >= t)) for i, c in zip(best, conf)]
@@ -64,8 +64,9 @@ class OffloadModel:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
         try:
-            np.savez(tmp / "weights.npz", **{k: v.astype(np.float32) for k, v in self.weights.items()})
+            np.savez(tmp / "weights.npz", **{k: v.astype(np.float32) for k, v in self.classifier.weights.items()})
             meta = {"format": FORMAT, "embedder": EMBEDDER, "labels": self.labels, "renderings": self.renderings,
+                    "vocabularies": self.classifier.vocabularies,
                     "threshold": None if math.isinf(self.threshold) else self.threshold,
                     "saved_at": time.time(), **self.info}
             (tmp / "offload.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False))
@@ -89,15 +90,15 @@ class OffloadModel:
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path}: model format {meta.get('format')!r}, this scrimp reads {FORMAT}")
         with np.load(path / "weights.npz") as w:
-            weights = {k: w[k] for k in ("w1", "b1", "w2", "b2")}
+            weights = {k: w[k] for k in w.files}
         labels = list(meta.pop("labels"))
-        if weights["w2"].shape[1] != len(labels) or weights["b2"].shape != (len(labels),):
+        if weights["w2"].shape[1] != len(labels) or weights["lw"].shape[1] != len(labels):
             raise ValueError(f"{path}: weights do not match its {len(labels)} labels")
         threshold = meta.pop("threshold")
         renderings = meta.pop("renderings")
         for key in ("format", "embedder"):
             meta.pop(key, None)
-        return cls(labels, weights, renderings, float("inf") if threshold is None else float(threshold),
+        return cls(labels, Classifier(weights, meta.pop("vocabularies")), renderings, float("inf") if threshold is None else float(threshold),
                    meta)
 
 

@@ -178,7 +178,7 @@ class OffloadStage(Stage):
         vector = call.embeddings.get(memo)
         if vector is None:
             vector = call.embeddings[memo] = (await asyncio.to_thread(emb.embed, [question]))[0]
-        decision = feature.model.decide(vector[None, :], feature.threshold)[0]
+        decision = (await asyncio.to_thread(feature.model.decide, [question], vector[None, :], feature.threshold))[0]
         if not decision.served:
             feature.counts["passed"] += 1
             return await next(call)

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from scrimp.offload import classifier
 from scrimp.offload import labels as labels_mod
 from scrimp.offload.calibrate import AgreementCalibration, calibrate
+from scrimp.offload.classifier import Classifier
 from scrimp.offload.model import OffloadModel
 
 
@@ -32,6 +32,7 @@ class TrainSettings:
     min_per_label: int = 3
     min_share: float = 0.9  # of the examples, the share whose answer is a recurring label
     min_examples: int = 30
+    shift: float = 0.25  # the agreement must hold if any one label became this share of the traffic
     seed: int = 0
 
 
@@ -50,8 +51,8 @@ def embed(prompts: list[str], progress: bool = False, embedder: Any = None) -> n
     return np.asarray(emb.embed(list(prompts), progress=progress), dtype=np.float32)
 
 
-def fit(x: np.ndarray, y: np.ndarray, seed: int, bar: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(classes, weights) of the classifier fitted on x, y (labels)."""
+def fit(texts: list[str], x: np.ndarray, y: np.ndarray, seed: int, bar: Any) -> tuple[np.ndarray, Classifier]:
+    """(classes, classifier) fitted on the texts, their vectors and labels."""
     classes, index = np.unique(y, return_inverse=True)
     done = [0.0]
 
@@ -59,10 +60,10 @@ def fit(x: np.ndarray, y: np.ndarray, seed: int, bar: Any) -> tuple[np.ndarray, 
         bar.update(fraction - done[0])
         done[0] = fraction
 
-    return classes, classifier.fit(x, index, len(classes), seed, tick)
+    return classes, Classifier.fit(texts, x, index, len(classes), seed, tick)
 
 
-def held_out_scores(x: np.ndarray, y: np.ndarray, learnable: np.ndarray, s: TrainSettings,
+def held_out_scores(texts: list[str], x: np.ndarray, y: np.ndarray, learnable: np.ndarray, s: TrainSettings,
                     progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(indices, confidence, agrees) for the held-out examples: each scored by a model that did not see it."""
     rng = np.random.default_rng(s.seed)
@@ -82,8 +83,8 @@ def held_out_scores(x: np.ndarray, y: np.ndarray, learnable: np.ndarray, s: Trai
     for test in splits:
         train = np.setdiff1d(np.arange(n), test)
         train = train[learnable[train]]
-        classes, weights = fit(x[train], y[train], s.seed, bar)
-        p = classifier.probabilities(weights, x[test])
+        classes, clf = fit([texts[i] for i in train], x[train], y[train], s.seed, bar)
+        p = clf.probabilities([texts[i] for i in test], x[test])
         best = p.argmax(axis=1)
         idx.append(test)
         conf.append(p[np.arange(len(test)), best])
@@ -107,20 +108,20 @@ def train(prompts: list[str], answers: list[str], s: TrainSettings | None = None
     counts = {lab: n for lab, n in zip(*np.unique(y, return_counts=True))}
     learnable = np.asarray([counts[lab] >= s.min_per_label for lab in labels])
     t0 = time.perf_counter()
-    _, conf, agrees = held_out_scores(x, y, learnable, s, progress)
-    cal = calibrate(conf, agrees, s.target_agreement, s.confidence)
+    idx, conf, agrees = held_out_scores(prompts, x, y, learnable, s, progress)
+    cal = calibrate(conf, agrees, s.target_agreement, s.confidence, labels=y[idx], shift=s.shift)
     seconds["calibrate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     bar = _bar(1, "fitting the model", progress)
-    classes, weights = fit(x[learnable], y[learnable], s.seed, bar)
+    classes, clf = fit([p for p, ok in zip(prompts, learnable) if ok], x[learnable], y[learnable], s.seed, bar)
     bar.close()
     seconds["fit"] = time.perf_counter() - t0
     rendering = labels_mod.renderings(answers, labels)
     info = {"calibration": cal.to_dict(), "labels_stats": stats.to_dict(),
             "training": {"examples": len(prompts), "source": source, "digest": digest(prompts, answers),
-                         "classifier": "mlp", "folds": None if s.holdout is not None else s.folds, "holdout": s.holdout,
+                         "classifier": "mlp+tfidf", "folds": None if s.holdout is not None else s.folds, "holdout": s.holdout,
                          "seconds": {k: round(v, 2) for k, v in seconds.items()}}}
-    model = OffloadModel([str(c) for c in classes], weights,
+    model = OffloadModel([str(c) for c in classes], clf,
                          {str(c): rendering[str(c)] for c in classes}, cal.threshold, info)
     return Trained(model, cal, stats, seconds)
 

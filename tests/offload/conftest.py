@@ -36,7 +36,9 @@ class OGW:
         return self.sim.counters.snapshot()["totals"]["requests"]
 
     def flush_log(self) -> None:
+        """Every call's request-log row and ledger row written (commands read the database)."""
         self.stage("request_log").flush()
+        self.app.state.gateway.ledger.flush()
 
 
 @pytest.fixture(scope="session")

@@ -83,7 +83,7 @@ def test_a_call_the_model_is_unsure_of_goes_to_the_llm(make_gateway, trained_mod
     model = OffloadModel.load(model_dir)
     candidates = ["Hello there, how are you today?", "Refund the password of my parcel subscription?",
                   "What is the weather in Paris?", "Tell me a joke about cats", "I need help"]
-    unsure = [p for p, d in zip(candidates, model.decide(embed(candidates))) if not d.served]
+    unsure = [p for p, d in zip(candidates, model.decide(candidates, embed(candidates))) if not d.served]
     assert unsure, "every candidate cleared the threshold"
     gw = make_gateway({"intent": {"model": model_dir, "shadow": {"share": 0}}})
     r = ask(gw, unsure[0])

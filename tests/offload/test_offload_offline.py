@@ -47,7 +47,8 @@ def test_train_then_eval_decides_as_the_model_does(trained_model, tmp_path):
     out = CliRunner().invoke(main, ["offload", "eval", "--model", trained_model, "--data", data, "--json"])
     assert out.exit_code == 0, out.output
     result = json.loads(out.output)
-    decisions = model.decide(embed([r["prompt"] for r in ROWS]))
+    prompts = [r["prompt"] for r in ROWS]
+    decisions = model.decide(prompts, embed(prompts))
     served = [d for d in decisions if d.served]
     assert result["examples"] == len(ROWS)
     assert result["coverage"] == pytest.approx(len(served) / len(ROWS)) and result["coverage"] > 0.5
@@ -85,3 +86,21 @@ def test_bad_data_lines_are_named(tmp_path):
     path.write_text('{"prompt": "a", "answer": "b"}\n{"prompt": "a"}\n')
     out = CliRunner().invoke(main, ["offload", "train", "--data", str(path), "--out", str(tmp_path / "m")])
     assert out.exit_code != 0 and "bad.jsonl:2" in out.output
+
+
+def test_calibration_holds_if_a_rare_label_becomes_common():
+    rng = np.random.default_rng(1)
+    n_in, n_oos = 4000, 100  # "oos" is rare here, and its confident answers are often wrong
+    conf = rng.random(n_in + n_oos)
+    agrees = np.concatenate([rng.random(n_in) < 0.9 + 0.1 * conf[:n_in], rng.random(n_oos) < 0.8])
+    labels = np.array([f"intent{i % 4}" for i in range(n_in)] + ["oos"] * n_oos, dtype=object)
+    plain = calibrate(conf, agrees, target=0.95)
+    robust = calibrate(conf, agrees, target=0.95, labels=labels, shift=0.25)
+    assert robust.supported and robust.threshold > plain.threshold and robust.worst_label == "oos"
+    served = conf >= robust.threshold
+    # a mix where oos is a quarter of the calls: agreement still at the target
+    wrong_oos = (served & ~agrees)[n_in:].sum() / n_oos
+    wrong_in = (served & ~agrees)[:n_in].sum() / n_in
+    served_oos, served_in = served[n_in:].mean(), served[:n_in].mean()
+    mixed = 1 - (0.25 * wrong_oos + 0.75 * wrong_in) / (0.25 * served_oos + 0.75 * served_in)
+    assert mixed >= 0.95 and mixed == pytest.approx(robust.worst_label_agreement)
