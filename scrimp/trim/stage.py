@@ -95,7 +95,11 @@ class TrimStage(Stage):
         if not policy.enabled or not call.request.messages:
             return await next(call)
         trimmer = self.trimmer(policy)
-        prepared = await asyncio.to_thread(trimmer.prepare, call.request)
+        try:
+            prepared = await asyncio.to_thread(trimmer.prepare, call.request)
+        except Exception:  # noqa: BLE001 - a request the trimmer cannot read goes as the client sent it
+            log.exception("trim: request left untrimmed")
+            return await next(call)
         provider = self.ctx.provider_of(call.target_model) if self.ctx else None
         scope = f"{call.attribution.tenant}|{call.attribution.feature}|{call.request.system_text()}"
         digests = prefix_digests(scope, prepared.messages)

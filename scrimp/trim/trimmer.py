@@ -73,9 +73,8 @@ class Trimmer:
         removed = dict.fromkeys(PARTS, 0)
         messages = req.messages
         report: list[dict[str, Any]] = []
-        final_text = req.final_user_text()
         if self.policy.chunks.enabled:
-            messages = self._prune_chunks(messages, final_text, removed, report)
+            messages = self._prune_chunks(messages, removed, report)
         if self.policy.tool_output.enabled:
             messages = self._shrink_tools(messages, removed)
         tool_results = [(i, j) for i, m in enumerate(messages) for j, b in enumerate(m["content"])
@@ -86,25 +85,31 @@ class Trimmer:
         prepared.wanted = Levels(self._wanted_checkpoint(messages), self._wanted_masked(len(tool_results)))
         return prepared
 
-    def _prune_chunks(self, messages: list[dict[str, Any]], final_text: str, removed: dict[str, int],
+    def _prune_chunks(self, messages: list[dict[str, Any]], removed: dict[str, int],
                       report: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Chunks pruned in every user message, each against the question of its own turn (the message's text, or
+        the last user text before it), so a re-sent conversation is pruned the same way on every turn."""
         p = self.policy.chunks
         policy = chunk_ops.ChunkPolicy(p.top_k, p.budget_tokens, p.keep_ratio, p.min_chunks, p.keep_at_least,
                                        p.second_hop, p.link_boost)
         out = messages
+        turn_question = ""
         for i, msg in enumerate(messages):
             if msg["role"] != "user":
                 continue
-            contents = [(None, msg["content"])]
-            contents += [(j, b["content"]) for j, b in enumerate(msg["content"])
-                         if b.get("type") == "tool_result" and isinstance(b.get("content"), list)]
             new_content = list(msg["content"])
             changed = False
-            for j, content in contents:
+            # tool results first (their positions do not move), then the message's own blocks
+            places: list[int | None] = [j for j, b in enumerate(msg["content"])
+                                        if b.get("type") == "tool_result" and isinstance(b.get("content"), list)]
+            for j in [*places, None]:
+                content = new_content if j is None else new_content[j]["content"]
                 found, question = chunk_ops.find_chunks(content)
+                if j is None and question.strip():
+                    turn_question = question
                 if len(found) < p.min_chunks:
                     continue
-                scores = chunk_ops.rank(found, question or final_text, self.chunk_relevance, p.second_hop,
+                scores = chunk_ops.rank(found, question or turn_question, self.chunk_relevance, p.second_hop,
                                         p.link_boost)
                 kept = chunk_ops.select(found, scores, policy)
                 report.append({"message": i, "kept": sorted(kept), "chunks": len(found)})
@@ -113,7 +118,7 @@ class Trimmer:
                 removed["chunks"] += sum(c.tokens for n, c in enumerate(found) if n not in kept)
                 pruned = chunk_ops.rebuild(content, found, kept)
                 if j is None:
-                    new_content = pruned + new_content[len(content):]
+                    new_content = pruned
                 else:
                     new_content[j] = {**new_content[j], "content": pruned}
                 changed = True
