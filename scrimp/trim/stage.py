@@ -97,7 +97,7 @@ class TrimStage(Stage):
         trimmer = self.trimmer(policy)
         try:
             prepared = await asyncio.to_thread(trimmer.prepare, call.request)
-        except Exception:  # noqa: BLE001 - a request the trimmer cannot read goes as the client sent it
+        except Exception:  # a request the trimmer cannot read goes as the client sent it
             log.exception("trim: request left untrimmed")
             return await next(call)
         provider = self.ctx.provider_of(call.target_model) if self.ctx else None
