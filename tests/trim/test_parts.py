@@ -108,3 +108,25 @@ def test_search_result_blocks_inside_a_tool_result_are_pruned():
     kept = prepared.messages[2]["content"][0]["content"]
     # at most 40% of the chunk tokens: two of five equal results, the relevant one among them, in order
     assert len(kept) == 2 and kept[0]["title"] == "volcano" and prepared.removed["chunks"] > 0
+
+
+def test_earlier_chunks_are_pruned_the_same_way_on_later_turns():
+    from scrimp.canonical import ChatRequest
+    from scrimp.trim.options import TrimPolicy
+    from scrimp.trim.trimmer import Trimmer
+
+    topics = ["volcano eruption lava Etna Sicily", "bread flour yeast oven", "chess rook pawn endgame",
+              "tides moon gravity sea", "jazz blues trumpet New Orleans"]
+    results = [{"type": "search_result", "source": f"https://x/{i}", "title": t.split()[0],
+                "content": [{"type": "text", "text": (t + ". ") * 5}]} for i, t in enumerate(topics)]
+    turn = [{"role": "user", "content": [{"type": "text", "text": "When did Etna in Sicily erupt?"}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "search", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": results}]}]
+    later = [{"role": "assistant", "content": [{"type": "text", "text": "In 2021."}]},
+             {"role": "user", "content": [{"type": "text", "text": "Tell me about jazz trumpet in New Orleans"}]}]
+    policy = TrimPolicy()
+    policy.chunks.bm25_weight = 1.0
+    trimmer = Trimmer(policy, None)
+    first = trimmer.prepare(ChatRequest(model="m", messages=turn)).messages
+    second = trimmer.prepare(ChatRequest(model="m", messages=[*turn, *later])).messages
+    assert second[:3] == first  # ranked against the question of its own turn, not the latest one
