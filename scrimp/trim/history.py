@@ -95,9 +95,17 @@ def choose_excerpts(messages: list[dict[str, Any]], checkpoint: int, final: int,
     texts = [message_text(messages[i]) for i in candidates]
     scores = relevance.scores(query, texts)
     if policy.neighbour_weight > 0 and len(scores) > 2:
-        # a turn beside a relevant one is often its question or its answer
-        padded = np.pad(scores, 1)
-        scores = np.maximum(scores, policy.neighbour_weight * np.maximum(padded[:-2], padded[2:]))
+        # a turn near a relevant one is often part of the same exchange (its question, its answer): it scores a
+        # share of its neighbour's score, 0.75x less per further step
+        reach = max(1, policy.neighbour_reach)
+        padded = np.pad(scores, reach)
+        n = len(scores)
+        near = scores
+        for d in range(1, reach + 1):
+            share = policy.neighbour_weight * 0.75 ** (d - 1)
+            side = np.maximum(padded[reach - d : reach - d + n], padded[reach + d : reach + d + n])
+            near = np.maximum(near, share * side)
+        scores = near
     chosen: list[int] = []
     used = 0.0
     for k in np.argsort(-scores, kind="stable"):

@@ -20,6 +20,7 @@ class HistoryPolicy:
     min_keep_tokens: int = 1500  # ...but never less than this many
     bm25_weight: float = 0.7  # lexical vs embedding relevance of earlier turns
     neighbour_weight: float = 0.8  # a turn next to a relevant one scores this share of its neighbour's score
+    neighbour_reach: int = 2  # ...and one two turns away 0.75x that
     summary: bool = True  # replace the turns left out by a summary (else by a one-line note)
     summary_model: str | None = None  # a cheap configured model; None: the model the call goes to
     summary_max_tokens: int = 200
