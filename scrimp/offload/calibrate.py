@@ -10,8 +10,9 @@ is then not `supported` and `scrimp offload train` refuses to write the model un
 
 Label shift. Traffic's mix of labels moves: an out-of-scope label ("none of these") may be 1% of the training data
 and a fifth of next week's calls, and its examples, being diverse, are the ones served wrongly. So the threshold must
-also keep the agreement at the target (point estimate) when any one label with at least `min_label_examples` held-out
-examples makes up `shift` (25%) of the traffic, the rest keeping their proportions: for label L with served-wrong and
+also keep the agreement at the target (point estimate) when any one diverse label (`shift_labels`: the training
+picks the labels whose examples are spread out, see training.diverse_labels) with at least `min_label_examples`
+held-out examples makes up `shift` (25%) of the traffic, the rest keeping their proportions: for label L with served-wrong and
 served rates w_L, v_L among its own examples, and W, V among the others', s*w_L + (1-s)*W <= (1 - target) *
 (s*v_L + (1-s)*V). Without that, a banking77 experiment with 15 intents merged into one rare "oos" label (2% of
 train, 19% of test) served 96.9% agreement on test against a 98% target (docs/offload.md)."""
@@ -57,9 +58,10 @@ class AgreementCalibration:
 
 
 def calibrate(conf: np.ndarray, agrees: np.ndarray, target: float, confidence: float = 0.95,
-              labels: np.ndarray | None = None, shift: float = 0.25,
+              labels: np.ndarray | None = None, shift: float = 0.25, shift_labels: set[str] | None = None,
               min_label_examples: int = 20) -> AgreementCalibration:
-    """`labels`: each held-out example's true label (the LLM's), for the label-shift check (none: no check)."""
+    """`labels`: each held-out example's true label (the LLM's), for the label-shift check of `shift_labels` (every
+    label when None); no check without `labels`."""
     conf = np.asarray(conf, dtype=np.float64)
     agrees = np.asarray(agrees, dtype=bool)
     n = len(conf)
@@ -69,8 +71,8 @@ def calibrate(conf: np.ndarray, agrees: np.ndarray, target: float, confidence: f
     c, wrong = conf[order], np.cumsum(~agrees[order])
     # candidate cut points: after the last of a run of equal confidences (ties go together)
     ends = np.flatnonzero(np.append(c[1:] != c[:-1], True))
-    shifted = _shifted_agreement(order, agrees, labels, ends, shift, min_label_examples) if labels is not None \
-        else None
+    shifted = _shifted_agreement(order, agrees, labels, ends, shift, min_label_examples, shift_labels) \
+        if labels is not None else None
     best: tuple[int, float, int] | None = None  # (served, lower bound, index into ends)
     for i, end in enumerate(ends):
         k = int(end) + 1
@@ -94,7 +96,7 @@ def calibrate(conf: np.ndarray, agrees: np.ndarray, target: float, confidence: f
 
 
 def _shifted_agreement(order: np.ndarray, agrees: np.ndarray, labels: np.ndarray, ends: np.ndarray, shift: float,
-                       min_examples: int) -> tuple[np.ndarray, list[str | None]]:
+                       min_examples: int, only: set[str] | None) -> tuple[np.ndarray, list[str | None]]:
     """For each cut point, the lowest agreement (and its label) over the mixes where one label is `shift` of the
     traffic."""
     labels = np.asarray(labels, dtype=object)[order]
@@ -105,7 +107,7 @@ def _shifted_agreement(order: np.ndarray, agrees: np.ndarray, labels: np.ndarray
     worst_label: list[str | None] = [None] * len(ends)
     names, counts = np.unique(labels, return_counts=True)
     for name, n_l in zip(names, counts):
-        if n_l < min_examples or n_l == n:
+        if n_l < min_examples or n_l == n or (only is not None and name not in only):
             continue
         mine = labels == name
         wrong_l = np.cumsum(mine & ~agrees[order])[ends]

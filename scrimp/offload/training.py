@@ -109,7 +109,9 @@ def train(prompts: list[str], answers: list[str], s: TrainSettings | None = None
     learnable = np.asarray([counts[lab] >= s.min_per_label for lab in labels])
     t0 = time.perf_counter()
     idx, conf, agrees = held_out_scores(prompts, x, y, learnable, s, progress)
-    cal = calibrate(conf, agrees, s.target_agreement, s.confidence, labels=y[idx], shift=s.shift)
+    diverse = diverse_labels(x[learnable], y[learnable])
+    cal = calibrate(conf, agrees, s.target_agreement, s.confidence, labels=y[idx], shift=s.shift,
+                    shift_labels=diverse)
     seconds["calibrate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     bar = _bar(1, "fitting the model", progress)
@@ -117,13 +119,23 @@ def train(prompts: list[str], answers: list[str], s: TrainSettings | None = None
     bar.close()
     seconds["fit"] = time.perf_counter() - t0
     rendering = labels_mod.renderings(answers, labels)
-    info = {"calibration": cal.to_dict(), "labels_stats": stats.to_dict(),
+    info = {"calibration": {**cal.to_dict(), "shift_labels": sorted(diverse)}, "labels_stats": stats.to_dict(),
             "training": {"examples": len(prompts), "source": source, "digest": digest(prompts, answers),
                          "classifier": "mlp+tfidf", "folds": None if s.holdout is not None else s.folds, "holdout": s.holdout,
                          "seconds": {k: round(v, 2) for k, v in seconds.items()}}}
     model = OffloadModel([str(c) for c in classes], clf,
                          {str(c): rendering[str(c)] for c in classes}, cal.threshold, info)
     return Trained(model, cal, stats, seconds)
+
+
+def diverse_labels(x: np.ndarray, y: np.ndarray, ratio: float = 0.8) -> set[str]:
+    """Labels whose examples are spread out, as an out-of-scope label's are: the length of the mean of their unit
+    vectors (1 when all alike, near 0 when they point everywhere) under `ratio` x the median label's. On banking77's
+    train file every intent is within 0.66-0.86 (median 0.77); 15 of its intents merged into one label, 0.51."""
+    names = np.unique(y)
+    tightness = {str(n): float(np.linalg.norm(x[y == n].mean(axis=0))) for n in names}
+    median = float(np.median(list(tightness.values())))
+    return {n for n, t in tightness.items() if t < ratio * median}
 
 
 def digest(prompts: list[str], answers: list[str]) -> str:
