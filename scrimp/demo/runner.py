@@ -19,7 +19,7 @@ import openai
 from tqdm import tqdm
 
 from scrimp import pricing
-from scrimp.demo import intents
+from scrimp.demo import conversation, intents
 from scrimp.demo.workload import DemoCall, build, reference_workload
 from scrimp.formats import anthropic as anthropic_fmt
 from scrimp.formats import openai as openai_fmt
@@ -160,6 +160,7 @@ def run(progress: bool = True, out: Callable[[str], None] = print, workdir: str 
                 prompt_cache = {r["feature"]: r for r in prompt_cache_report(store)}
             via.provider_calls = sim.counters.snapshot()["totals"]["requests"]
         offload = intents.run(sim_url, progress)  # the intent feature, offloaded after a warm-up (own gateway)
+        chat = conversation.run(sim_url, progress)  # a long research chat, with and without trim (own gateways)
     # The scrimp run's costs come from its ledger (what scrimp would bill), not from the answers' usage.
     via.cost = sum(r[1] for r in rows)
     via.cost_by_workload = defaultdict(float)
@@ -176,6 +177,8 @@ def run(progress: bool = True, out: Callable[[str], None] = print, workdir: str 
     report["budget"] = budget
     report["lines"].append(offload["line"])
     report["offload"] = offload
+    report["lines"].append(chat["line"])
+    report["conversation"] = chat
     agent = prompt_cache.get("agent")
     if agent:
         line = (f"prompt cache (agent loop): {100 * agent['hit_ratio']:.1f}% of cacheable input tokens read from cache; "
