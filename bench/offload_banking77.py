@@ -85,7 +85,8 @@ def main() -> None:
         trained.model.decide([prompt], emb.embed([prompt]))
         times.append((time.perf_counter() - t) * 1e3)
     cal = trained.calibration
-    out = {"merged_oos": args.merge_oos, "train_examples": len(tr), "test_examples": len(te), "calibration": cal.to_dict(),
+    out = {"merged_oos": args.merge_oos, "train_examples": len(tr), "test_examples": len(te),
+           "calibration": cal.to_dict(),
            "test": result, "train_seconds": round(train_s, 1),
            "train_seconds_parts": {k: round(v, 1) for k, v in trained.seconds.items()},
            "decision_ms_p50": round(statistics.median(times), 2),

@@ -12,10 +12,11 @@ Label shift. Traffic's mix of labels moves: an out-of-scope label ("none of thes
 and a fifth of next week's calls, and its examples, being diverse, are the ones served wrongly. So the threshold must
 also keep the agreement at the target (point estimate) when any one diverse label (`shift_labels`: the training
 picks the labels whose examples are spread out, see training.diverse_labels) with at least `min_label_examples`
-held-out examples makes up `shift` (25%) of the traffic, the rest keeping their proportions: for label L with served-wrong and
-served rates w_L, v_L among its own examples, and W, V among the others', s*w_L + (1-s)*W <= (1 - target) *
-(s*v_L + (1-s)*V). Without that, a banking77 experiment with 15 intents merged into one rare "oos" label (2% of
-train, 19% of test) served 96.9% agreement on test against a 98% target (an MLP without the TF-IDF view; docs/offload.md)."""
+held-out examples makes up `shift` (25%) of the traffic, the rest keeping their proportions: for label L with
+served-wrong and served rates w_L, v_L among its own examples, and W, V among the others',
+s*w_L + (1-s)*W <= (1 - target) * (s*v_L + (1-s)*V). Without that, a banking77 experiment with 15 intents merged into one rare "oos" label (2% of
+train, 19% of test) served 96.9% agreement on test against a 98% target (an MLP without the TF-IDF view;
+docs/offload.md)."""
 
 from __future__ import annotations
 

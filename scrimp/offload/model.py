@@ -1,5 +1,6 @@
-"""A trained offload model: a small classifier (classifier.py) over MiniLM sentence embeddings, the labels it can answer with and
-how each is rendered (the LLM's own commonest wording), and the calibrated confidence threshold.
+"""A trained offload model: a small classifier (classifier.py) over the prompts' MiniLM embeddings and wording, the
+labels it can answer with and how each is rendered (the LLM's own commonest wording), and the calibrated confidence
+threshold.
 
 On disk it is one directory (`weights.npz`, `offload.json`), written whole or not at all: the files go to a
 temporary directory beside it, which is then renamed into place."""
@@ -98,7 +99,8 @@ class OffloadModel:
         renderings = meta.pop("renderings")
         for key in ("format", "embedder"):
             meta.pop(key, None)
-        return cls(labels, Classifier(weights, meta.pop("vocabularies")), renderings, float("inf") if threshold is None else float(threshold),
+        return cls(labels, Classifier(weights, meta.pop("vocabularies")), renderings,
+                   float("inf") if threshold is None else float(threshold),
                    meta)
 
 

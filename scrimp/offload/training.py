@@ -121,7 +121,8 @@ def train(prompts: list[str], answers: list[str], s: TrainSettings | None = None
     rendering = labels_mod.renderings(answers, labels)
     info = {"calibration": {**cal.to_dict(), "shift_labels": sorted(diverse)}, "labels_stats": stats.to_dict(),
             "training": {"examples": len(prompts), "source": source, "digest": digest(prompts, answers),
-                         "classifier": "mlp+tfidf", "folds": None if s.holdout is not None else s.folds, "holdout": s.holdout,
+                         "classifier": "mlp+tfidf", "folds": None if s.holdout is not None else s.folds,
+                         "holdout": s.holdout,
                          "seconds": {k: round(v, 2) for k, v in seconds.items()}}}
     model = OffloadModel([str(c) for c in classes], clf,
                          {str(c): rendering[str(c)] for c in classes}, cal.threshold, info)

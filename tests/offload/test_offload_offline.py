@@ -19,7 +19,8 @@ from scrimp.offload.training import embed
 
 def test_labels_ignore_case_spacing_quotes_and_json_layout():
     assert label_of("  Card_Arrival. ") == label_of('"card_arrival"') == "card_arrival"
-    assert label_of('{"intent": "refund", "urgent": false}') == label_of('```json\n{"urgent":false,"intent":"refund"}\n```')
+    fenced = '```json\n{"urgent":false,"intent":"refund"}\n```'
+    assert label_of('{"intent": "refund", "urgent": false}') == label_of(fenced)
     assert label_of("Refund") != label_of("Refund please")
 
 
