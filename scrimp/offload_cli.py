@@ -90,6 +90,9 @@ def _train_and_write(pairs, settings, out: str, force: bool, source: str, as_jso
         click.echo(f"threshold {cal.threshold:.4f}: on held-out examples {cal.coverage:.1%} answered locally, "
                    f"agreeing with the LLM on {cal.agreement:.2%} (>= {cal.agreement_lower:.2%} at "
                    f"{cal.confidence:.0%} confidence; target {cal.target_agreement:.0%})")
+        if cal.worst_label is not None:
+            click.echo(f"label shift: the threshold also holds {cal.worst_label_agreement:.2%} agreement if "
+                       f"{cal.worst_label!r} (a diverse label) became {cal.shift:.0%} of the calls")
     else:
         click.secho(f"WARNING: {cal.shortfall()}. Written anyway (--force): it answers nothing locally.",
                     err=True, fg="red")
