@@ -28,7 +28,8 @@ def audit(since: str, config_path: str | None, db: str | None, dsn: str | None, 
     from scrimp.audit.render_html import render as render_html
     from scrimp.audit.render_text import render as render_text
     from scrimp.audit.report import audit as run_audit
-    from scrimp.audit.source import SourceError, load_config, open_ledger
+    from scrimp.audit.source import SourceError, open_ledger
+    from scrimp.cli import load_config
     from scrimp.ledger.rollup import parse_since
 
     try:

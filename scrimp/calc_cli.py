@@ -33,8 +33,9 @@ def _mix(config_path: str | None, db: str | None, dsn: str | None, schema: str |
     if no_ledger:
         return None
     from scrimp.audit import data
-    from scrimp.audit.source import SourceError, load_config, open_ledger
+    from scrimp.audit.source import SourceError, open_ledger
     from scrimp.calc.mix import ledger_mix
+    from scrimp.cli import load_config
     from scrimp.ledger.rollup import parse_since
 
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 
@@ -9,6 +11,18 @@ import click
 @click.version_option(package_name="scrimp")
 def main() -> None:
     """scrimp: cut LLM inference cost without cutting quality."""
+
+
+def load_config(config_path: str | None, *, models_required: bool = False) -> Any:
+    """A gateway config file for a command that reads one (None without a path); refused with its line."""
+    if not config_path:
+        return None
+    from scrimp.gateway.config import ConfigError, load
+
+    try:
+        return load(config_path, models_required=models_required)
+    except ConfigError as exc:
+        raise click.ClickException(f"config refused: {exc}") from exc
 
 
 def _register() -> None:

@@ -25,7 +25,8 @@ def simulate(config_path: str, since: str, db: str | None, dsn: str | None, sche
     (no provider call), and compare cost, per-lever savings, cache hit rates, share routed and the answers
     that would change with what happened."""
     from scrimp.audit.replay import simulate as run
-    from scrimp.audit.source import SourceError, load_config, open_ledger
+    from scrimp.audit.source import SourceError, open_ledger
+    from scrimp.cli import load_config
     from scrimp.ledger.rollup import parse_since
 
     try:
@@ -44,7 +45,10 @@ def simulate(config_path: str, since: str, db: str | None, dsn: str | None, sche
         if not _has_log(store):
             raise SourceError("this ledger has no request log to replay: turn it on with `- request_log: "
                               "{features: ['*']}` (docs/request-log.md) and let traffic come in")
-        result = run(store, config, since_ts, tenant=tenant, sim_base=base, progress=not no_progress and not as_json)
+        from scrimp.gateway.app import Gateway
+
+        result = run(store, config, since_ts, tenant=tenant, sim_base=base, progress=not no_progress and not as_json,
+                     gateway=Gateway)
     except (SourceError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:

@@ -212,10 +212,12 @@ def changed_answers(entries: list[dict[str, Any]], outcomes: list[dict[str, Any]
 
 
 def simulate(source: LedgerStore, config: Any, since: float | None, until: float | None = None,
-             tenant: str | None = None, sim_base: Any = None, progress: bool = False) -> dict[str, Any]:
+             tenant: str | None = None, sim_base: Any = None, progress: bool = False, *,
+             gateway: Callable[[Any], Any]) -> dict[str, Any]:
+    """`gateway(config)` builds the pipeline the calls are replayed through: the gateway's own
+    (scrimp.gateway.app.Gateway, passed in by the command), so a saving shown here is the gateway's."""
     from tqdm import tqdm
 
-    from scrimp.gateway.app import Gateway
     from scrimp.sim.testing import run_simulator
 
     log = RequestLogStore.of_ledger(source)
@@ -233,13 +235,13 @@ def simulate(source: LedgerStore, config: Any, since: float | None, until: float
         clock = ReplayClock()
 
         async def run() -> list[dict[str, Any]]:
-            gateway = Gateway(other)
-            gateway.ctx.clock = clock  # budgets and rate limits see the calls' original times
-            await gateway.start()
+            pipeline = gateway(other)
+            pipeline.ctx.clock = clock  # budgets and rate limits see the calls' original times
+            await pipeline.start()
             try:
-                return await _replay(gateway, clock, entries, lambda: bar.update(1))
+                return await _replay(pipeline, clock, entries, lambda: bar.update(1))
             finally:
-                await gateway.close()
+                await pipeline.close()
 
         outcomes = asyncio.run(run())
         bar.close()

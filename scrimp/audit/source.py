@@ -1,4 +1,5 @@
-"""Which ledger a command reads: --db (SQLite), --dsn (PostgreSQL) or the ledger section of --config."""
+"""Which ledger a command reads: --db (SQLite), --dsn (PostgreSQL) or the ledger section of --config (a
+config the command loaded: scrimp.cli.load_config)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,6 @@ from scrimp.ledger.store import LedgerStore, PostgresLedger, SQLiteLedger
 
 class SourceError(ValueError):
     pass
-
-
-def load_config(config_path: str | None, *, models_required: bool = False) -> Any:
-    if not config_path:
-        return None
-    from scrimp.gateway.config import ConfigError, load
-
-    try:
-        return load(config_path, models_required=models_required)
-    except ConfigError as exc:
-        raise SourceError(f"config refused: {exc}") from exc
 
 
 def ledger_section(config: Any) -> dict[str, Any]:
