@@ -70,3 +70,21 @@ def by_lever(store: LedgerStore, since: float | None = None) -> list[dict[str, A
             "extra_cost_usd": float(spent or 0), "saved_usd": float(saved or 0) - float(spent or 0)}
            for lever, calls, saved, spent in rows]
     return sorted(out, key=lambda r: -r["saved_usd"])
+
+
+def decisions_of(store: Any, key: str, since: float | None) -> list[tuple[str, dict[str, Any]]]:
+    """(feature, decisions[key]) of every call whose decisions hold `key` as an object, oldest first: what a
+    lever's own report (`scrimp usage --output`) counts."""
+    import orjson
+
+    sql = "SELECT feature, decisions FROM calls WHERE decisions LIKE ?"
+    params: list[Any] = [f'%"{key}"%']
+    if since is not None:
+        sql += " AND ts >= ?"
+        params.append(since)
+    out = []
+    for feature, raw in store.query(sql + " ORDER BY ts", params):
+        value = orjson.loads(raw or "{}").get(key)
+        if isinstance(value, dict):
+            out.append((feature or "-", value))
+    return out

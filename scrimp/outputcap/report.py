@@ -5,22 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-
-def decisions_of(store: Any, key: str, since: float | None) -> list[tuple[str, dict[str, Any]]]:
-    """(feature, decisions[key]) of every call that has the decision, oldest first."""
-    sql = "SELECT feature, decisions FROM calls WHERE decisions LIKE ?"
-    params: list[Any] = [f'%"{key}"%']
-    if since is not None:
-        sql += " AND ts >= ?"
-        params.append(since)
-    out = []
-    for feature, raw in store.query(sql + " ORDER BY ts", params):
-        value = orjson.loads(raw or "{}").get(key)
-        if isinstance(value, dict):
-            out.append((feature or "-", value))
-    return out
+from scrimp.ledger.rollup import decisions_of
 
 
 def output_cap_report(store: Any, since: float | None = None) -> dict[str, dict[str, Any]]:

@@ -5,25 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
+from scrimp.ledger.rollup import decisions_of
 
 # error: the provider call failed before any answer could be judged
 OUTCOMES = ("valid", "repaired", "fallback", "failed", "truncated", "refused", "unchecked", "error")
-
-
-def decisions_of(store: Any, key: str, since: float | None) -> list[tuple[str, dict[str, Any]]]:
-    """(feature, decisions[key]) of every call that has the decision, oldest first."""
-    sql = "SELECT feature, decisions FROM calls WHERE decisions LIKE ?"
-    params: list[Any] = [f'%"{key}"%']
-    if since is not None:
-        sql += " AND ts >= ?"
-        params.append(since)
-    out = []
-    for feature, raw in store.query(sql + " ORDER BY ts", params):
-        value = orjson.loads(raw or "{}").get(key)
-        if isinstance(value, dict):
-            out.append((feature or "-", value))
-    return out
 
 
 def structured_report(store: Any, since: float | None = None) -> dict[str, dict[str, Any]]:
