@@ -1,6 +1,7 @@
 """A prompt's template: the text with what varies between calls of one kind (numbers, ids, dates, e-mail
 addresses, quoted values, URLs) replaced by placeholders, so "Summarise ticket 4411" and "Summarise ticket 97"
-count as one prompt."""
+count as one prompt. Shared by `scrimp audit` (top prompts, volatile prefixes, repeated answers) and the
+dashboard's top prompts, so both group the request log's prompts alike."""
 
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from scrimp.audit.data import Traffic
 from scrimp.audit.findings import Finding, answered, price
-from scrimp.audit.template import volatile_parts
 from scrimp.canonical import Usage
+from scrimp.requestlog.template import volatile_parts
 from scrimp.tokens import count_tokens
 
 MIN_PREFIX_TOKENS = 1024  # the shortest prefix either provider caches

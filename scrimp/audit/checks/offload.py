@@ -8,7 +8,7 @@ from typing import Any
 
 from scrimp.audit.data import Traffic
 from scrimp.audit.findings import Finding, answered
-from scrimp.audit.template import normalise
+from scrimp.requestlog.template import normalise
 
 MIN_CALLS = 30
 MIN_REPEATS = 3  # an answer seen this often counts as one of the feature's "classes"

@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from scrimp.audit.data import Traffic
-from scrimp.audit.template import normalise, template
+from scrimp.requestlog.template import normalise, template
 
 SUCCESS = "ok"  # errors, cancelled streams and refused answers (invalid JSON after repair) are cost, no success
 
