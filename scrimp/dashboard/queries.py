@@ -1,7 +1,8 @@
 """What the dashboard shows, read from the ledger's roll-ups (scrimp/ledger/aggregates.py) and, for the calls
 behind a chart, from the ledger itself a bounded window at a time. Every query here is bounded: a period of at
 most MAX_DAYS, hourly buckets up to HOURLY_UP_TO_S and daily ones beyond, a row cap, and pages of calls that
-scan at most SCAN_ROWS ledger rows each."""
+scan at most SCAN_ROWS ledger rows each. The top prompts by spend come from the request log, read with a bound of
+their own (scrimp/dashboard/prompts.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from scrimp.dashboard import prompts
 from scrimp.ledger.aggregates import ALL, DIMS, LATENCY_BOUNDS_MS, LATENCY_COLUMNS, MEASURES, route_of
 from scrimp.stage import LedgerWriter
 
@@ -136,6 +138,9 @@ def overview(store: LedgerWriter, f: Filters) -> dict[str, Any]:
         if chosen and not stacked[dim]["keys"] and overall["calls"]:
             stacked[dim] = {"keys": [chosen], "spend": [[round(m["cost_usd"], 9) for m in all_series]],
                             "saved": [[round(m["saved_usd"], 9) for m in all_series]]}
+    breakdowns = {dim: sorted(({"key": k, **_figures(m)} for k, m in keys.items()),
+                              key=lambda r: (-r["cost_usd"], -r["calls"], -r["records"], r["key"]))[:MAX_LISTED]
+                  for dim, keys in totals.items() if dim != "all"}
     return {
         "filters": {"since": f.since, "until": f.until, "tenant": f.tenant, "feature": f.feature},
         "span": span, "buckets": [b * seconds for b in buckets], "truncated": truncated,
@@ -144,11 +149,11 @@ def overview(store: LedgerWriter, f: Filters) -> dict[str, Any]:
                    for name in ("calls", "ok", "errors", "cancelled", "cost_usd", "saved_usd", "baseline_usd",
                                 "exact_hit_rate", "semantic_hit_rate", "prompt_cache_read_share",
                                 "latency_p50_ms", "latency_p95_ms")},
-        "breakdowns": {dim: sorted(({"key": k, **_figures(m)} for k, m in keys.items()),
-                                   key=lambda r: (-r["cost_usd"], -r["calls"], -r["records"], r["key"]))[:MAX_LISTED]
-                       for dim, keys in totals.items() if dim != "all"},
+        "breakdowns": breakdowns,
         "stacked": stacked,
         "choices": _choices(store, f),
+        "prompts": prompts.top_prompts(store, f.since, f.until, f.tenant, f.feature, overall["cost_usd"],
+                                       [r["key"] for r in breakdowns.get("feature", []) if r["cost_usd"] > 0]),
     }
 
 
@@ -236,6 +241,8 @@ def _matches(dim: str, key: str, r: dict[str, Any]) -> bool:
         return route_of(r["decisions"]) == key
     if dim == "shadow":  # shadow evaluations are of a route's calls
         return (route_of(r["decisions"]) or "").split(":")[0] == key
+    if dim == "template":  # a logged call whose prompt has this template (the top prompts' table)
+        return r["prompt"] is not None and prompts.template_of(r["prompt"]) == key
     raise BadQuery(f"no calls behind dimension {dim!r}")
 
 
@@ -254,7 +261,12 @@ def calls(store: LedgerWriter, f: Filters, dim: str = "all", key: str = "", afte
             hi_ts, hi_id = float(ts_text), rid
         except ValueError as exc:
             raise BadQuery("after: expected the cursor of a previous page") from exc
-    rows = store.query(f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE ts >= ? AND ts <= ? "
+    columns = CALL_COLUMNS
+    if dim == "template":
+        if not prompts.has_log(store):
+            return {"calls": [], "next": None, "scanned": 0}
+        columns = [*CALL_COLUMNS, f"{prompts.PROMPT_OF_CALL} AS prompt"]
+    rows = store.query(f"SELECT {', '.join(columns)} FROM calls WHERE ts >= ? AND ts <= ? "
                        f"ORDER BY ts DESC LIMIT {SCAN_ROWS}", (f.since, hi_ts))
     full = len(rows) == SCAN_ROWS
     if full and rows[0][0] != rows[-1][0]:  # the last instant may be cut short: the next page reads it whole
@@ -263,7 +275,7 @@ def calls(store: LedgerWriter, f: Filters, dim: str = "all", key: str = "", afte
     rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
     found, last = [], None
     for values in rows:
-        r = dict(zip(CALL_COLUMNS, values, strict=True))
+        r = dict(zip([*CALL_COLUMNS, "prompt"], values, strict=False))
         if (r["ts"], r["request_id"]) >= (hi_ts, hi_id):
             continue  # on the previous page
         last = r
@@ -276,4 +288,5 @@ def calls(store: LedgerWriter, f: Filters, dim: str = "all", key: str = "", afte
     cursor = f"{last['ts']!r},{last['request_id']}" if last is not None and more else None
     for r in found:
         r["route"] = route_of(r.pop("decisions"))
+        r.pop("prompt", None)
     return {"calls": found, "next": cursor, "scanned": len(rows) if len(found) < limit else None}

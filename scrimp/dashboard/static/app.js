@@ -162,6 +162,54 @@ function render() {
   draw("chart-latency", { type: "line", data: { labels, datasets: lines([
       { label: "p50", data: s.latency_p50_ms }, { label: "p95", data: s.latency_p95_ms }]) },
     options: { onClick: onClick((d, i) => showCalls({ ...bucketPeriod(i) }, "calls of " + labels[i])) } }, any);
+
+  promptsTable();
+}
+
+// -- top prompts by spend (the request log's prompts by template) ---------------------------------------------------
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+function promptsTable() {
+  const p = data.prompts;
+  $("prompts-table").hidden = !p.rows.length;
+  $("prompts-rows").replaceChildren(...p.rows.map((r) => {
+    const tr = document.createElement("tr");
+    const link = document.createElement("a");
+    link.href = "#calls";
+    link.textContent = "calls";
+    link.addEventListener("click", (e) => {
+      e.preventDefault();
+      showCalls({ dim: "template", key: r.template, feature: r.feature }, "prompt template \u201c" + r.template + "\u201d (" + r.feature + ")");
+    });
+    const last = document.createElement("td");
+    last.append(link);
+    tr.append(cell(r.feature), cell(r.template || "(no text)", "tmpl"), cell(count(r.calls), "num"),
+              cell(usd(r.cost_usd), "num"), cell(pct(r.share), "num"), last);
+    return tr;
+  }));
+  const features = p.unlogged_features.join(", ");
+  const hint = $("prompts-hint");
+  hint.hidden = p.rows.length > 0;
+  if (!p.logged) {
+    hint.textContent = features ? "The request log is off. Turn on the request log for these features: " + features
+      + " (stages: - request_log: {features: [" + features + "]}, see docs/request-log.md)."
+      : "The request log is off: add a request_log stage to see prompts (docs/request-log.md).";
+  } else if (!p.rows.length) {
+    hint.textContent = "No logged call in this view." + (features ? " Turn on the request log for these features: " + features + "." : "");
+  }
+  const notes = [];
+  if (p.rows.length) {
+    notes.push("logged calls read: " + count(p.calls) + ", " + usd(p.cost_usd) + " of " + usd(data.totals.cost_usd) + " spend");
+    if (features) notes.push("not logged: " + features + " (turn on the request log for these features)");
+  }
+  if (p.capped) notes.push("cap hit: only the newest " + count(p.scan_cap) + " logged calls were read, from "
+    + new Date(p.covered_since * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC on");
+  $("prompts-note").textContent = notes.join(" · ");
 }
 
 function cards(items) {
