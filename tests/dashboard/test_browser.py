@@ -1,7 +1,8 @@
 """The dashboard in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright; no browser download):
 every chart is drawn with data (its canvas in a screenshot has coloured pixels), a filter changes what is
-drawn, a click lists the calls behind a chart, and the console stays free of errors. Also with `auth:`: the
-page loads without a key, its data only with the admin key."""
+drawn, a click lists the calls behind a chart, the top prompts by spend (request log on for one feature) are
+listed with a link to their calls, and the console stays free of errors. Also with `auth:`: the page loads
+without a key, its data only with the admin key; without a request log the page says which features to log."""
 
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ def sim():
         yield url
 
 
-def gateway(sim_url: str, tmp_path, auth: bool = False):
+def gateway(sim_url: str, tmp_path, auth: bool = False, log: list[str] | None = None):
     config = simulated(sim_url, stages=[{"name": "ledger", "path": str(tmp_path / "ledger.db")},
+                                        *([{"name": "request_log", "features": log}] if log else []),
                                         {"name": "exact_cache", "backend": "sqlite", "path": str(tmp_path / "c.db")}])
     if auth:  # required keys and an admin key: the API needs it, the page does not
         config.auth = parse_options(AuthOptions, {"required": True, "admin_key": ADMIN}, Where(path="auth"))
@@ -76,7 +78,7 @@ def loads(page) -> int:
 def test_every_chart_drawn_filters_change_it_and_calls_are_listed(sim, tmp_path, browser):
     import openai
 
-    app = gateway(sim, tmp_path)
+    app = gateway(sim, tmp_path, log=["live"])
     with serve_app(app) as url:
         store = app.state.gateway.ledger
         write_traffic(store, 1200, seed=5, days=6)
@@ -84,7 +86,13 @@ def test_every_chart_drawn_filters_change_it_and_calls_are_listed(sim, tmp_path,
                                default_headers={"x-scrimp-tenant": "acme", "x-scrimp-feature": "live"})
         for _ in range(2):  # the second is an exact-cache hit
             client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi there"}])
+        for n in (4411, 97, 123456):  # one template, three prompts, all logged
+            client.chat.completions.create(model="gpt-4o", messages=[
+                {"role": "user", "content": f"Summarise ticket {n}: the printer on floor 3 is jammed again"}])
+        next(s for s in app.state.gateway.stages if s.name == "request_log").flush()
         store.flush()
+        ticket_usd = store.query("SELECT SUM(cost_usd) FROM calls WHERE requested_model = 'gpt-4o' "
+                                 "AND feature = 'live'")[0][0]
 
         errors: list[str] = []
         page = open_page(browser, url + "/dashboard?since=7d", errors)
@@ -95,7 +103,15 @@ def test_every_chart_drawn_filters_change_it_and_calls_are_listed(sim, tmp_path,
             before[name] = coloured_pixels(page.locator(f"#chart-{name}").screenshot())
             assert before[name] > 200, f"chart {name} looks empty ({before[name]} coloured pixels)"
         total = page.locator("#cards .card b").nth(2).inner_text()
-        assert int(total.replace(",", "")) == 1202  # 1200 written + the two calls through the gateway
+        assert int(total.replace(",", "")) == 1205  # 1200 written + the five calls through the gateway
+
+        # top prompts by spend: the logged feature's templates, the unlogged features named
+        prompt_rows = page.eval_on_selector_all("#prompts-rows tr", "rs => rs.map(r => [...r.cells].map(c => c.innerText))")
+        assert [r[:3] for r in prompt_rows] == [["live", "Summarise ticket <n>: the printer on floor <n> is jammed again",
+                                                 "3"], ["live", "hi there", "2"]]
+        assert prompt_rows[0][3] == f"${ticket_usd:.3g}" and prompt_rows[0][5] == "calls"
+        note = page.locator("#prompts-note").inner_text()
+        assert "not logged: " in note and "support" in note and page.locator("#prompts-hint").is_hidden()
 
         # a filter: one tenant -> fewer calls, redrawn
         n = loads(page)
@@ -120,6 +136,19 @@ def test_every_chart_drawn_filters_change_it_and_calls_are_listed(sim, tmp_path,
         page.wait_for_function("document.querySelectorAll('#calls-rows tr').length > 50", timeout=10000)
         ids = page.eval_on_selector_all("#calls-rows tr", "rs => rs.map(r => r.cells[1].innerText)")
         assert len(ids) == len(set(ids))  # keyset pages never repeat a call
+        assert page.locator("#prompts-table").is_hidden()  # globex has no logged call: the hint says what to log
+        assert "No logged call in this view. Turn on the request log for these features: " in \
+            page.locator("#prompts-hint").inner_text()
+
+        # back to every tenant: the calls behind the top template, from its link
+        n = loads(page)
+        page.select_option("#f-tenant", "")
+        page.wait_for_function(f"document.body.dataset.loads > {n}")
+        page.locator("#prompts-rows tr").nth(0).locator("a").click()
+        page.wait_for_function("document.getElementById('calls-what').textContent.includes('Summarise')")
+        page.wait_for_function("document.querySelectorAll('#calls-rows tr').length === 3", timeout=10000)
+        cells = page.eval_on_selector_all("#calls-rows tr", "rs => rs.map(r => [r.cells[3].innerText, r.cells[4].innerText])")
+        assert cells == [["live", "gpt-4o"]] * 3 and page.locator("#calls-more").is_hidden()
         assert errors == []
         if os.environ.get("SCRIMP_DASHBOARD_SCREENSHOT"):  # docs/img/dashboard.png
             page.select_option("#f-tenant", "")
@@ -144,6 +173,9 @@ def test_with_auth_the_page_loads_and_its_data_needs_the_admin_key(sim, tmp_path
         errors: list[str] = []
         page = open_page(browser, url + f"/dashboard?since=2d#key={ADMIN}", errors)
         assert page.locator("#cards .card b").nth(2).inner_text() == "50"
+        hint = page.locator("#prompts-hint").inner_text()  # no request log: which features to log, by spend
+        assert hint.startswith("The request log is off. Turn on the request log for these features: ") and "support" in hint
+        assert page.locator("#prompts-table").is_hidden()
         assert "key=" not in page.url  # the key left the address bar
         assert errors == []
         page.close()
