@@ -80,5 +80,6 @@ def run(sim_url: str, progress: bool = True) -> dict[str, Any]:
     result["line"] = (f"long conversation (research chat, {len(turns())} turns of 10 retrieved passages; prompt cache "
                       f"on in both): trim sent {100 * (1 - with_trim['input_tokens'] / without['input_tokens']):.0f}% "
                       f"fewer input tokens, cost ${without['cost']:.4f} -> ${with_trim['cost']:.4f} "
-                      f"(saved {100 * saved / without['cost']:.1f}%); by part: {parts or 'none'}")
+                      f"(saved {100 * saved / without['cost']:.1f}%); the ledger's trim savings, each against the call "
+                      f"with no lever at all (no prompt cache either): {parts or 'none'}")
     return result
