@@ -16,7 +16,7 @@ from scrimp.requestlog.template import template
 from scrimp.stage import LedgerWriter
 
 SCAN_ROWS = 5_000  # request-log rows read per overview (templating costs ~0.1 ms a prompt)
-PROMPT_CHARS = 1_000  # of each prompt, templated (a template keeps its first 240 characters)
+PROMPT_CHARS = 500  # of each prompt, templated (a template keeps its first 240 characters; its cost grows with length)
 TOP = 20
 HINT_FEATURES = 5  # features named in "turn on the request log for these features"
 
@@ -37,7 +37,7 @@ PROMPT_OF_CALL = (f"(SELECT substr(r.prompt_text, 1, {PROMPT_CHARS}) FROM reques
                   "WHERE r.request_id = calls.request_id ORDER BY r.id LIMIT 1)")
 
 
-@lru_cache(maxsize=4096)  # prompts repeat across calls and page loads; templating is the costly part
+@lru_cache(maxsize=16_384)  # prompts repeat across calls and page loads; templating is the costly part
 def template_of(prompt: str | None) -> str:
     return template(prompt or "")
 
