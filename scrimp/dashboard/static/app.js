@@ -197,7 +197,7 @@ function promptsTable() {
   hint.hidden = p.rows.length > 0;
   if (!p.logged) {
     hint.textContent = features ? "The request log is off. Turn on the request log for these features: " + features
-      + " (stages: - request_log: {features: [" + features + "]}, see docs/request-log.md)."
+      + " (add \u201c- request_log: {features: [" + features + "]}\u201d after the ledger in stages:; docs/request-log.md)."
       : "The request log is off: add a request_log stage to see prompts (docs/request-log.md).";
   } else if (!p.rows.length) {
     hint.textContent = "No logged call in this view." + (features ? " Turn on the request log for these features: " + features + "." : "");
