@@ -149,6 +149,12 @@ class BatchStage(Stage):
         store = self.store
         idem_key = call.hints.get("idempotency-key")
         idem = f"{call.attribution.tenant}\x1f{idem_key}" if idem_key else None
+        line_id = call.request_id
+        if call.decisions.get("_batch_job") is None and await asyncio.to_thread(store.line, line_id) is not None:
+            # another attempt at this same call was deferred already (an output cap's continuation, a cascade's
+            # escalation: forks keep the request id): this one is a line of its own, not a retry of that one
+            line_id = f"{call.request_id}.{uuid.uuid4().hex[:8]}"
+            idem = None
         if idem is not None:
             existing = await asyncio.to_thread(store.line_by_idem, idem)
             if existing is not None:
@@ -171,16 +177,16 @@ class BatchStage(Stage):
         for key in ("custom_id", "window"):  # a job line's own, kept for its job's results
             if call.decisions.get(f"_batch_{key}") is not None:
                 who[key] = call.decisions[f"_batch_{key}"]
-        values = {"id": call.request_id, "job_id": call.decisions.get("_batch_job"),
+        values = {"id": line_id, "job_id": call.decisions.get("_batch_job"),
                   "seq": call.decisions.get("_batch_seq"), "idem": idem, "state": "queued", "model": spec.name,
                   "provider": spec.provider, "merge_key": merge_key, "request": raw,
                   "body_bytes": len(orjson.dumps(body)) + 100, "who": codec.dumps(who),
                   "flush_by": now + min(self.options.max_wait_s, window_s / 10), "created": now, "updated": now}
-        future = self._waiter(call.request_id)
+        future = self._waiter(line_id)
         try:
             leader = await store.group(store.enqueue(values))
         except Exception:
-            self.waiters.pop(call.request_id, None)
+            self.waiters.pop(line_id, None)
             if idem is not None:  # the same key queued a moment ago by a concurrent retry
                 existing = await asyncio.to_thread(store.line_by_idem, idem)
                 if existing is not None:
@@ -190,7 +196,7 @@ class BatchStage(Stage):
         if leader:
             call.decisions["batch"] = "merged"
         try:
-            line = await self._wait(call.request_id, future)
+            line = await self._wait(line_id, future)
         except APIError:
             call.recorded = True  # the line is still queued: it is recorded when it finishes, not as this error
             raise
