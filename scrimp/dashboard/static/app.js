@@ -205,7 +205,8 @@ function promptsTable() {
   const notes = [];
   if (p.rows.length) {
     notes.push("logged calls read: " + count(p.calls) + ", " + usd(p.cost_usd) + " of " + usd(data.totals.cost_usd) + " spend");
-    if (features) notes.push("not logged: " + features + " (turn on the request log for these features)");
+    if (features) notes.push((p.capped ? "no logged call read: " : "not logged: ") + features
+      + " (turn on the request log for these features)");
   }
   if (p.capped) notes.push("cap hit: only the newest " + count(p.scan_cap) + " logged calls were read, from "
     + new Date(p.covered_since * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC on");
