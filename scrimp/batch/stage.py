@@ -205,7 +205,7 @@ class BatchStage(Stage):
     async def _retry(self, call: Call, line: Line) -> Reply:
         """A retry with an idempotency key already used: the stored answer, recorded once (by the first)."""
         self.counts["idempotent"] += 1
-        call.recorded = True
+        call.recorded, call.cost_usd = True, 0.0  # the first call's row holds the cost; this one pays nothing
         call.decisions["batch"] = "idempotent retry"
         if line.state != "done":
             line = await self._wait(line.id, self._waiter(line.id))

@@ -311,7 +311,7 @@ class BudgetsStage(Stage):
                 await self._soft_actions(call, scoped, store, now)
             worst = self.worst_case(call, call.target_model)
             amount = to_nano(worst)
-            res = await store.reserve(counters, rid, amount, now, self.options.reservation_ttl_s)
+            res = await store.reserve(counters, rid, amount, now, self._reservation_ttl(call))
         except STORE_ERRORS as exc:
             store_failed(exc, "budget state", self.options.on_store_error)
             self.unchecked += 1
@@ -348,6 +348,11 @@ class BudgetsStage(Stage):
             paid = call.answer
             if paid is not None:
                 await settle(paid.response, paid.served_model, paid.served_provider, paid.billed)
+            elif call.decisions.get("batch") == "deferred" and call.cost_usd is None:
+                # the client stopped waiting, but its batch line goes on and will be billed: count the worst case
+                # (never less than the line will cost) rather than nothing
+                call.cost_usd, call.recorded = worst, True
+                await settle(None, "", "", False)
             else:
                 await settle(None, "", "", False)
             raise
@@ -367,6 +372,16 @@ class BudgetsStage(Stage):
             # abandoned or failed: what was received so far (the ledger charges the same)
             await settle(reply.partial() if reply.partial else None, reply.served_model, reply.served_provider,
                          reply.billed)
+
+    def _reservation_ttl(self, call: Call) -> float:
+        """A call known to be deferred (x-scrimp-defer, or this stage's defer action) may wait its whole window
+        for its batch line: its reservation lasts that long too, so the counter never forgets it meanwhile."""
+        window = call.hints.get("x-scrimp-defer") or (call.decisions.get("budget_defer") or {}).get("window")
+        if not window or window == "flex":
+            return self.options.reservation_ttl_s
+        from scrimp.batch.options import window_seconds
+
+        return self.options.reservation_ttl_s + (window_seconds(window.strip().lower()) or 0.0)
 
     async def _soft_actions(self, call: Call, scoped: list[Scoped], store: Any, now: float) -> None:
         """Downgrades and deferrals whose share is reached (they read the counters; they do not lock)."""
