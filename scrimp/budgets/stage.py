@@ -413,7 +413,10 @@ class BudgetsStage(Stage):
         for a in s.budget.actions:
             if a.do != "alert" or share < a.at:
                 continue
-            once = (s.budget.name, s.scope, s.counter.key, a.at)
+            period = s.counter.key
+            if s.budget.window_s:  # a rolling window has no calendar period: alert at most once per window length
+                period += f"@{int(self.ctx.clock() // s.budget.window_s)}"
+            once = (s.budget.name, s.scope, period, a.at)
             if once in self._alerted:
                 continue
             self._alerted.add(once)
@@ -426,7 +429,7 @@ class BudgetsStage(Stage):
                            "share": round(share, 4), "limit_usd": s.budget.limit_usd,
                            "period": s.counter.key.rsplit(":", 1)[1], "tenant": call.attribution.tenant,
                            "feature": call.attribution.feature, "request_id": call.request_id, "ts": time.time()}
-                task = asyncio.create_task(self._post_alert(f"{s.counter.key}:{a.at}", s.counter.key_ttl_s,
+                task = asyncio.create_task(self._post_alert(f"{period}:{a.at}", s.counter.key_ttl_s,
                                                             a.webhook, payload))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)

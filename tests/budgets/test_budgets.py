@@ -468,3 +468,18 @@ def test_alert_webhook_is_signed_retried_and_sent_once_across_replicas(sim, tmp_
     alert = json.loads(body)
     assert alert["event"] == "budget_alert" and alert["budget"] == "team" and alert["at"] == 0.25
     assert alert["share"] >= 0.25 and received[0][0] == body
+
+
+def test_a_rolling_budget_alerts_again_in_a_later_window(sim, tmp_path):
+    sim_url, _ = sim
+    budget = [{"name": "hourly", "limit_usd": 1.0, "window_s": 60, "actions": [{"do": "alert", "at": 0.000001}]}]
+    with gateway(sim_url, tmp_path, budget, {"path": str(tmp_path / "b.db")}) as (url, app):
+        now = [1_000_020.0]
+        app.state.gateway.ctx.clock = lambda: now[0]
+        client = openai.OpenAI(base_url=url + "/v1", api_key="any", max_retries=0)
+        for t in (1_000_020.0, 1_000_030.0, 1_000_090.0):  # two calls in one minute, one in the next
+            now[0] = t
+            ask(client, int(t) % 100)
+        app.state.gateway.ledger.flush()
+        kinds = [k for (k,) in app.state.gateway.ledger.query("SELECT kind FROM events")]
+    assert kinds.count("budget_alert") == 2
