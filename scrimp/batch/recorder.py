@@ -44,7 +44,9 @@ def who_of(call: Call) -> dict[str, Any]:
     return {"tenant": call.attribution.tenant, "user": call.attribution.user, "feature": call.attribution.feature,
             "tags": call.attribution.tags, "inbound": call.request.inbound, "requested_model": call.requested_model,
             "target_model": call.target_model, "stream": call.request.stream,
-            "key": [key.id, key.tenant, key.name, key.feature] if key is not None else None,
+            # the key's budget too: a job line run through the pipeline later is held to it like a direct call
+            "key": [key.id, key.tenant, key.name, key.feature, key.budget_usd, key.budget_period]
+            if key is not None else None,
             "decisions": {k: v for k, v in call.decisions.items() if not k.startswith("_")},
             "started": time.time() - (time.perf_counter() - call.started)}
 
@@ -60,7 +62,8 @@ def call_of(line_id: str, who: dict[str, Any], req: ChatRequest | None = None) -
                 request_id=line_id)
     key = who.get("key")
     if key:
-        call.key = CallerKey(id=key[0], tenant=key[1], name=key[2], feature=key[3])
+        call.key = CallerKey(id=key[0], tenant=key[1], name=key[2], feature=key[3],
+                             budget_usd=key[4] if len(key) > 4 else None, budget_period=key[5] if len(key) > 5 else None)
     call.decisions.update(who.get("decisions") or {})
     call.started = time.perf_counter() - (time.time() - float(who.get("started") or time.time()))
     return call

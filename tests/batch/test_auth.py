@@ -60,3 +60,25 @@ def test_keys_own_their_deferred_calls_jobs_and_batches(guarded):
     with pytest.raises(openai.NotFoundError):
         other.batches.retrieve(batch.id)
     assert batch.id not in [b.id for b in other.batches.list()]
+
+
+def test_a_keys_own_budget_holds_for_its_job_lines(sim, tmp_path, lane_settings):
+    from test_jobs import wait_job
+
+    sim_url, sim_app = sim
+    sim_app.state.sim.reset()
+    fast, _ = lane_settings
+    config = simulated(sim_url, stages=[{"name": "ledger", "path": str(tmp_path / "ledger.db")},
+                                        {"name": "budgets", "path": str(tmp_path / "budgets.db")},
+                                        {"name": "batch", **fast}])
+    config.auth = parse_options(AuthOptions, {"required": True, "admin_key": ADMIN}, Where(path="auth"))
+    app = create_app(config)
+    with serve_app(app) as url:
+        # $0.000001 a day: less than any one line's worst case
+        tiny = app.state.gateway.auth.resolver.store.create("acme", budget_usd=0.000001, budget_period="day")[0]
+        mine = {"authorization": f"Bearer {tiny}"}
+        job = httpx.post(url + "/v1/scrimp/jobs", headers=mine, json={"requests": [{"body": {
+            "model": "gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", "content": "a job line"}]}}]})
+        done = wait_job(url, job.json()["id"], mine)
+    assert done["request_counts"]["failed"] == 1 and done["request_counts"]["succeeded"] == 0
+    assert "key-" in json.dumps(done)  # refused by the key's own budget, named
