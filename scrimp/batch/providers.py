@@ -70,8 +70,10 @@ class BatchClient:
             self._session = None
 
     async def request(self, method: str, url: str, headers: dict[str, str], *, json: Any = None,
-                      data: Any = None, attempts: int = 4) -> tuple[int, bytes, dict[str, str]]:
-        """One HTTP call, retried with backoff on 429 / 5xx / connection errors."""
+                      data: Any = None, attempts: int = 4, creates: bool = False) -> tuple[int, bytes, dict[str, str]]:
+        """One HTTP call, retried with backoff on 429 / 5xx / connection errors. A call that `creates` a provider
+        batch is retried only where nothing can have been created (a 429, a connection never made): after a 5xx or
+        a lost answer the batch may exist, and the worker's recovery finds it rather than creating a second."""
         body = orjson.dumps(json) if json is not None else data
         hdrs = {**headers, **({"content-type": "application/json"} if json is not None else {})}
         for n in range(attempts):
@@ -79,10 +81,13 @@ class BatchClient:
                 form = data() if callable(data) else body  # a multipart form is built anew for each attempt
                 async with self.session().request(method, url, data=form, headers=hdrs) as resp:
                     content = await resp.read()
-                    if resp.status not in RETRYABLE or n == attempts - 1:
+                    if resp.status not in RETRYABLE or n == attempts - 1 or (creates and resp.status != 429):
                         return resp.status, content, dict(resp.headers)
-            except (aiohttp.ClientError, TimeoutError):
+            except aiohttp.ClientConnectorError:
                 if n == attempts - 1:
+                    raise
+            except (aiohttp.ClientError, TimeoutError):
+                if n == attempts - 1 or creates:
                     raise
             await asyncio.sleep(min(8.0, 0.25 * 2 ** n))
         raise AssertionError("unreachable")
@@ -99,7 +104,7 @@ class BatchClient:
         """Send the lines as one provider batch; returns the provider's batch id."""
         hdrs = headers_for(spec)
         if spec.provider == "anthropic":
-            got = await self.json("POST", anthropic_root(spec) + "/messages/batches", hdrs,
+            got = await self.json("POST", anthropic_root(spec) + "/messages/batches", hdrs, creates=True,
                                   json={"requests": [{"custom_id": cid, "params": body} for cid, body in lines]})
             return str(got["id"])
         content = b"".join(orjson.dumps({"custom_id": cid, "method": "POST", "url": "/v1/chat/completions",
@@ -111,7 +116,7 @@ class BatchClient:
             f.add_field("file", content, filename=f"{token}.jsonl", content_type="application/jsonl")
             return f
         upload = await self.json("POST", spec.base_url + "/files", hdrs, data=form)
-        got = await self.json("POST", spec.base_url + "/batches", hdrs, json={
+        got = await self.json("POST", spec.base_url + "/batches", hdrs, creates=True, json={
             "input_file_id": upload["id"], "endpoint": "/v1/chat/completions", "completion_window": window,
             "metadata": {"scrimp_batch": token}})
         return str(got["id"])
