@@ -161,6 +161,11 @@ class Worker:
                 await self.submit(spec, chunk)
 
     async def submit(self, spec: Any, chunk: list[tuple[str, str]]) -> None:
+        # the lease is renewed before each submission, not once per tick: a tick of several large uploads must
+        # not outlive it, or another replica, taking over, would recover this one's submission and send it again
+        self.leader = await asyncio.to_thread(self.store.acquire_lease, self.holder, self.options.lease_s)
+        if not self.leader:
+            return
         batch_id = "sbatch_" + uuid.uuid4().hex[:24]
         ids = [line_id for line_id, _ in chunk]
         now = time.time()
