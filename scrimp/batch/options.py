@@ -45,6 +45,9 @@ class BatchOptions:
     record_grace_s: float = 30.0  # a finished line nobody waits for is recorded by the worker after this
     max_wait_for_answer_s: float = 86400.0  # a held-open request gives up (504) after this; the line still ends
     headers: bool = True  # honour x-scrimp-defer on requests
+    # the providers' Batch APIs through the gateway (/v1/files, /v1/batches, /v1/messages/batches): for callers'
+    # keys, for the admin key only (budgets and rate limits do not check these batches), or not served
+    passthrough: Literal["callers", "admin", "off"] = "callers"
     webhook_secret: str | None = None  # signs webhook bodies (HMAC-SHA256); required for webhooks
     webhook_attempts: int = 10
     webhook_backoff_s: float = 2.0  # doubled after each failed delivery

@@ -48,13 +48,15 @@ def defer_call(call: Call, window: str = "24h") -> None:
     call.decisions[DEFER_DECISION] = window
 
 
+CALLER_PATHS = ("/v1/scrimp/jobs", "/v1/scrimp/jobs/{job_id}", "/v1/files", "/v1/files/{file_id}",
+                "/v1/files/{file_id}/content", "/v1/batches", "/v1/batches/{batch_id}",
+                "/v1/batches/{batch_id}/cancel", "/v1/messages/batches", "/v1/messages/batches/{batch_id}",
+                "/v1/messages/batches/{batch_id}/cancel", "/v1/messages/batches/{batch_id}/results")
+
+
 class BatchStage(Stage):
     name = "batch"
     Options = BatchOptions
-    caller_paths = ("/v1/scrimp/jobs", "/v1/scrimp/jobs/{job_id}", "/v1/files", "/v1/files/{file_id}",
-                    "/v1/files/{file_id}/content", "/v1/batches", "/v1/batches/{batch_id}",
-                    "/v1/batches/{batch_id}/cancel", "/v1/messages/batches", "/v1/messages/batches/{batch_id}",
-                    "/v1/messages/batches/{batch_id}/cancel", "/v1/messages/batches/{batch_id}/results")
 
     def __init__(self, options: BatchOptions, ctx: StageContext) -> None:
         self.options = options
@@ -92,7 +94,16 @@ class BatchStage(Stage):
     def http_routes(self) -> list[BaseRoute]:
         from scrimp.batch import jobs, passthrough
 
+        if self.options.passthrough == "off":
+            return jobs.routes(self)
         return [*jobs.routes(self), *passthrough.routes(self)]
+
+    @property
+    def caller_paths(self) -> tuple[str, ...]:  # type: ignore[override]
+        """With `passthrough: admin`, the providers' Batch APIs are admin endpoints; the jobs stay callers'."""
+        if self.options.passthrough == "callers":
+            return CALLER_PATHS
+        return tuple(p for p in CALLER_PATHS if p.startswith("/v1/scrimp/"))
 
     def metrics(self) -> list[Sample]:
         return [Sample("scrimp_batch_calls_total", "counter", "Calls the batch lane took, by how (deferred, merged "

@@ -82,3 +82,26 @@ def test_a_keys_own_budget_holds_for_its_job_lines(sim, tmp_path, lane_settings)
         done = wait_job(url, job.json()["id"], mine)
     assert done["request_counts"]["failed"] == 1 and done["request_counts"]["succeeded"] == 0
     assert "key-" in json.dumps(done)  # refused by the key's own budget, named
+
+
+@pytest.mark.parametrize("mode", ["admin", "off"])
+def test_the_pass_through_batch_apis_can_be_kept_from_callers(sim, tmp_path, lane_settings, mode):
+    sim_url, sim_app = sim
+    sim_app.state.sim.reset()
+    fast, _ = lane_settings
+    config = simulated(sim_url, stages=[{"name": "ledger", "path": str(tmp_path / "ledger.db")},
+                                        {"name": "batch", **fast, "passthrough": mode}])
+    config.auth = parse_options(AuthOptions, {"required": True, "admin_key": ADMIN}, Where(path="auth"))
+    app = create_app(config)
+    with serve_app(app) as url:
+        acme = app.state.gateway.auth.resolver.store.create("acme")[0]
+        c = openai.OpenAI(base_url=url + "/v1", api_key=acme, max_retries=0)
+        with pytest.raises(openai.APIStatusError) as refused:
+            c.batches.list()
+        assert refused.value.status_code == (403 if mode == "admin" else 404)
+        if mode == "admin":
+            assert httpx.get(url + "/v1/batches", headers={"authorization": f"Bearer {ADMIN}"}).status_code == 200
+        # jobs stay the callers' own either way
+        job = httpx.post(url + "/v1/scrimp/jobs", headers={"authorization": f"Bearer {acme}"}, json={
+            "requests": [{"body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}}]})
+        assert job.status_code == 200
