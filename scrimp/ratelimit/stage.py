@@ -9,6 +9,7 @@ and a `retry-after` computed from when enough of the window's usage leaves it. S
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -121,7 +122,8 @@ class RateLimitsStage(Stage):
     def _key_of(call: Call) -> str:
         if call.key is not None:
             return call.key.id
-        # without auth, callers are told apart by their own key, as tenants are (never the key itself)
+        if call.client_key:  # without auth: the caller's own provider key, hashed (never the key itself)
+            return "caller-" + hashlib.sha256(call.client_key.encode()).hexdigest()[:16]
         return call.attribution.tenant
 
     async def handle(self, call: Call, next: Next) -> Reply:

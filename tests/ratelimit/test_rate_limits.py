@@ -129,6 +129,11 @@ def test_two_gateways_share_one_redis_counter_per_key(sim, tmp_path, prefix):
             ask(b, 4)
         with pytest.raises(openai.RateLimitError):
             ask(a, 5)
+        # naming another tenant does not make the same caller key another key
+        renamed = openai.OpenAI(base_url=url_a + "/v1", api_key="caller-one", max_retries=0,
+                                default_headers={"x-scrimp-tenant": "someone-else"})
+        with pytest.raises(openai.RateLimitError):
+            ask(renamed, 7)
         # another caller (another provider key: another derived tenant and key) is not held back
         ask(openai.OpenAI(base_url=url_b + "/v1", api_key="caller-two", max_retries=0), 6)
 
