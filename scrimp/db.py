@@ -39,12 +39,7 @@ class Database:
         with self._lock:
             for attempt in (0, 1):
                 try:
-                    if self._conn is None:
-                        self._conn = self._connect()
-                        for ddl in self.setup:
-                            self._conn.cursor().execute(ddl)
-                        self._conn.commit()
-                    cur = self._conn.cursor()
+                    cur = self._connection().cursor()
                     cur.execute(sql.replace("?", self.placeholder), tuple(params))
                     result = (cur.fetchone() if fetch == "one" else cur.fetchall() if fetch == "all"
                               else cur.rowcount)
@@ -63,12 +58,7 @@ class Database:
         with self._lock:
             for attempt in (0, 1):
                 try:
-                    if self._conn is None:
-                        self._conn = self._connect()
-                        for ddl in self.setup:
-                            self._conn.cursor().execute(ddl)
-                        self._conn.commit()
-                    conn = self._conn
+                    conn = self._connection()
                 except Exception:
                     self._drop()
                     if attempt:
@@ -85,6 +75,15 @@ class Database:
                         self._drop()
                     raise
         raise AssertionError("unreachable")
+
+    def _connection(self) -> Any:
+        """The open connection, or a new one with the tables set up (under the lock)."""
+        if self._conn is None:
+            self._conn = self._connect()
+            for ddl in self.setup:
+                self._conn.cursor().execute(ddl)
+            self._conn.commit()
+        return self._conn
 
     def _drop(self) -> None:
         if self._conn is not None:

@@ -357,3 +357,25 @@ def store_failed(exc: Exception, what: str, policy: OnStoreError) -> None:
     raise APIError(503, f"The {what} could not be checked ({type(exc).__name__}), so the call was not sent; "
                         "retry shortly.", code=what.replace(" ", "_") + "_unavailable",
                    headers={"retry-after": "1"}) from exc
+
+
+class CountingStore:
+    """The counters' store of a stage whose options say where they live (`redis_url`, `prefix`, `path`): the
+    budgets and the rate limits. Opened on first use (or at start), closed once."""
+
+    options: Any
+    store: CounterStore | None = None
+
+    def new_store(self) -> CounterStore:
+        o = self.options
+        return open_counter_store(o.redis_url, o.prefix, o.path)
+
+    def open_store(self) -> CounterStore:
+        if self.store is None:
+            self.store = self.new_store()
+        return self.store
+
+    async def close_store(self) -> None:
+        if self.store is not None:
+            await self.store.close()
+            self.store = None

@@ -35,8 +35,8 @@ from scrimp.shared_counters import (
     STORE_ERRORS,
     Counter,
     CounterStore,
+    CountingStore,
     OnStoreError,
-    open_counter_store,
     store_failed,
     to_nano,
 )
@@ -171,21 +171,20 @@ class Scoped:
         return self.budget.name + (f" ({self.scope})" if self.scope else "")
 
 
-class BudgetsStage(Stage):
+class BudgetsStage(CountingStore, Stage):
     name = "budgets"
     Options = BudgetsOptions
 
     def __init__(self, options: BudgetsOptions, ctx: StageContext) -> None:
         self.options = options
         self.ctx = ctx
-        self.store: CounterStore | None = None
         self.alerts: dict[str, int] = {}
         self.downgrades: dict[str, int] = {}
         self.blocks: dict[str, int] = {}
         self.deferrals: dict[str, int] = {}
         self.longest: dict[str, tuple[int, int]] = {}  # feature -> (answers seen, longest answer's output tokens)
-        self.seen_keys: dict[str, tuple[float, str | None]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()  # alert webhooks being delivered  # key id -> its budget, from calls seen here
+        self.seen_keys: dict[str, tuple[float, str | None]] = {}  # key id -> its budget, from calls seen here
+        self._tasks: set[asyncio.Task[None]] = set()  # alert webhooks being delivered
         self.unchecked = 0  # calls let through unchecked while the state was unreachable (on_store_error: allow)
         self.used: dict[tuple[str, str], float] = {}  # (budget, scope) -> share of its limit last seen
         self._alerted: set[tuple[str, str, str, float]] = set()  # (budget, scope, period, at): once per period
@@ -197,15 +196,6 @@ class BudgetsStage(Stage):
                 if a.model is not None and a.model not in ctx.models:
                     raise ConfigError(f"stages.budgets.budgets[{i}].actions[{j}].model: unknown model {a.model!r}")
         return cls(options, ctx)
-
-    def new_store(self) -> CounterStore:
-        o = self.options
-        return open_counter_store(o.redis_url, o.prefix, o.path)
-
-    def open_store(self) -> CounterStore:
-        if self.store is None:
-            self.store = self.new_store()
-        return self.store
 
     async def start(self) -> None:
         self.open_store()
@@ -225,9 +215,7 @@ class BudgetsStage(Stage):
     async def close(self) -> None:
         if self._tasks:  # a webhook still retrying gets a moment, not the whole shutdown
             await asyncio.wait(self._tasks, timeout=5)
-        if self.store is not None:
-            await self.store.close()
-            self.store = None
+        await self.close_store()
 
     # -- which budgets a call falls under ---------------------------------------------------------------------
     def budgets_for(self, call: Call) -> list[Budget]:

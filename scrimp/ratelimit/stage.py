@@ -24,9 +24,8 @@ from scrimp.pipeline import Call, Next, Reply, StreamEvent, new_request_id
 from scrimp.shared_counters import (
     STORE_ERRORS,
     Counter,
-    CounterStore,
+    CountingStore,
     OnStoreError,
-    open_counter_store,
     store_failed,
 )
 from scrimp.stage import Stage, StageContext
@@ -73,14 +72,13 @@ class _Scoped:
     tokens: Counter | None
 
 
-class RateLimitsStage(Stage):
+class RateLimitsStage(CountingStore, Stage):
     name = "rate_limits"
     Options = RateLimitsOptions
 
     def __init__(self, options: RateLimitsOptions, ctx: StageContext) -> None:
         self.options = options
         self.ctx = ctx
-        self.store: CounterStore | None = None
         self.refused: dict[tuple[str, str], int] = {}  # (per, "requests" | "tokens") -> calls refused
         self.unchecked = 0  # calls let through unchecked while the state was unreachable (on_store_error: allow)
 
@@ -88,19 +86,11 @@ class RateLimitsStage(Stage):
     def build(cls, options: RateLimitsOptions, ctx: StageContext) -> RateLimitsStage:
         return cls(options, ctx)
 
-    def open_store(self) -> CounterStore:
-        if self.store is None:
-            o = self.options
-            self.store = open_counter_store(o.redis_url, o.prefix, o.path)
-        return self.store
-
     async def start(self) -> None:
         self.open_store()
 
     async def close(self) -> None:
-        if self.store is not None:
-            await self.store.close()
-            self.store = None
+        await self.close_store()
 
     def scoped(self, call: Call) -> list[_Scoped]:
         out = []
